@@ -1,0 +1,109 @@
+"""3D ResNets of Hara et al. (shortcut "B"), the visual backbone of VAANet.
+
+Clips travel through the network laid out ``[N, T, C, H, W]`` (see ``models.layers.Conv3d``);
+``resnet3d_backbone`` returns the ``nn.Sequential`` whose children 0-7 are conv1, bn1, relu,
+maxpool, layer1..layer4 — the release's ``resnet`` (avgpool and fc dropped) key for key.
+"""
+from jittor import nn
+
+from models.layers import BatchNorm, Conv3d, max_pool
+
+DEPTHS = {
+    10: ("basic", [1, 1, 1, 1]),
+    18: ("basic", [2, 2, 2, 2]),
+    34: ("basic", [3, 4, 6, 3]),
+    50: ("bottleneck", [3, 4, 6, 3]),
+    101: ("bottleneck", [3, 4, 23, 3]),
+    152: ("bottleneck", [3, 8, 36, 3]),
+}
+
+
+def _bn(channels):
+    return BatchNorm(channels, axis=2)
+
+
+class BasicBlock(nn.Module):
+    expansion = 1
+
+    def __init__(self, inplanes, planes, stride=1, downsample=None):
+        super().__init__()
+        self.conv1 = Conv3d(inplanes, planes, 3, stride, 1)
+        self.bn1 = _bn(planes)
+        self.conv2 = Conv3d(planes, planes, 3, 1, 1)
+        self.bn2 = _bn(planes)
+        self.downsample = downsample
+
+    def execute(self, x):
+        out = nn.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        residual = self.downsample(x) if self.downsample is not None else x
+        return nn.relu(out + residual)
+
+
+class Bottleneck(nn.Module):
+    expansion = 4
+
+    def __init__(self, inplanes, planes, stride=1, downsample=None):
+        super().__init__()
+        self.conv1 = Conv3d(inplanes, planes, 1)
+        self.bn1 = _bn(planes)
+        self.conv2 = Conv3d(planes, planes, 3, stride, 1)
+        self.bn2 = _bn(planes)
+        self.conv3 = Conv3d(planes, planes * 4, 1)
+        self.bn3 = _bn(planes * 4)
+        self.downsample = downsample
+
+    def execute(self, x):
+        out = nn.relu(self.bn1(self.conv1(x)))
+        out = nn.relu(self.bn2(self.conv2(out)))
+        out = self.bn3(self.conv3(out))
+        residual = self.downsample(x) if self.downsample is not None else x
+        return nn.relu(out + residual)
+
+
+class MaxPool3d(nn.Module):
+    """MaxPool3d(kernel 3, stride 2, padding 1) on ``[N, T, C, H, W]``."""
+
+    def execute(self, x):
+        return max_pool(x, (3, 3, 3), (2, 2, 2), (1, 1, 1), axes=(1, 3, 4))
+
+
+def _make_layer(block, inplanes, planes, blocks, stride):
+    downsample = None
+    if stride != 1 or inplanes != planes * block.expansion:
+        downsample = nn.Sequential(
+            Conv3d(inplanes, planes * block.expansion, 1, stride),
+            _bn(planes * block.expansion))
+    layers = [block(inplanes, planes, stride, downsample)]
+    layers += [block(planes * block.expansion, planes) for _ in range(1, blocks)]
+    return nn.Sequential(*layers)
+
+
+def resnet3d_backbone(depth=101):
+    """conv1, bn1, relu, maxpool, layer1..layer4 of a 3D ResNet of the given depth."""
+    if depth not in DEPTHS:
+        raise ValueError(f"resnet_depth must be one of {sorted(DEPTHS)}, got {depth}")
+    kind, counts = DEPTHS[depth]
+    block = BasicBlock if kind == "basic" else Bottleneck
+    layers = [Conv3d(3, 64, 7, (1, 2, 2), 3), _bn(64), nn.ReLU(), MaxPool3d()]
+    inplanes = 64
+    for i, (planes, count) in enumerate(zip((64, 128, 256, 512), counts)):
+        layers.append(_make_layer(block, inplanes, planes, count, 1 if i == 0 else 2))
+        inplanes = planes * block.expansion
+    return nn.Sequential(*layers)
+
+
+def output_channels(depth):
+    return 512 * (1 if DEPTHS[depth][0] == "basic" else 4)
+
+
+def output_positions(snippet_duration, sample_size):
+    """Positions (T' * H' * W') of the backbone's output map for one clip."""
+    def down(size, k, s, p):
+        return (size + 2 * p - k) // s + 1
+
+    t = down(down(snippet_duration, 7, 1, 3), 3, 2, 1)
+    hw = down(down(sample_size, 7, 2, 3), 3, 2, 1)
+    for _ in range(3):
+        t, hw = down(t, 3, 2, 1), down(hw, 3, 2, 1)
+    return t * hw * hw

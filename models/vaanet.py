@@ -1,0 +1,123 @@
+"""VAANet: visual-audio attention network (Zhao et al., AAAI 2020), as in the PyTorch release.
+
+Visual stream: a frozen 3D ResNet over ``seq_len`` snippets, then spatial (``sa_net``),
+channel-wise (``cwa_net``) and temporal (``ta_net``) attention. Audio stream: a 2D
+ResNet-18 over ``audio_n_segments`` MFCC segments with temporal attention (``aa_net``).
+``av_fc`` classifies the concatenation. Module and parameter names are the release's, so
+``state_dict()`` keys equal its checkpoints' keys.
+
+    model = VAANet(n_classes=8, seq_len=12, resnet_depth=101)
+    logits, alpha, beta, gamma = model(visual, audio)
+    # visual [B, S, 3, T, H, W] (uint8 or float32, 0..255), audio [B, 4096, 32]
+"""
+from core.jittor_setup import jt
+from jittor import nn
+
+from models.layers import BatchNorm, Conv1d, Linear
+from models.resnet2d import audio_resnet18
+from models.resnet3d import output_channels, output_positions, resnet3d_backbone
+
+
+class _Attention(nn.Module):
+    """conv: Conv1d(k=1, no bias) to one channel + BN1d(1) + Tanh; then fc."""
+
+    def __init__(self, in_channels, fc_features, fc_bias):
+        super().__init__()
+        self.conv = nn.Sequential(Conv1d(in_channels, 1, bias=False), BatchNorm(1), nn.Tanh())
+        self.fc = Linear(fc_features, fc_features, bias=fc_bias)
+
+    def scores(self, x):
+        """``x [N, C, L]`` -> ``fc(tanh(bn(conv(x))))`` of shape ``[N, L]``."""
+        return self.fc(self.conv(x)[:, 0, :])
+
+
+class VAANet(nn.Module):
+    def __init__(self, snippet_duration=16, sample_size=112, n_classes=8, seq_len=12,
+                 audio_embed_size=256, audio_n_segments=16, resnet_depth=101):
+        super().__init__()
+        self.snippet_duration = snippet_duration
+        self.sample_size = sample_size
+        self.n_classes = n_classes
+        self.seq_len = seq_len
+        self.audio_embed_size = audio_embed_size
+        self.audio_n_segments = audio_n_segments
+        self.ft_channels = 512
+        self.n_positions = output_positions(snippet_duration, sample_size)
+
+        self.resnet = resnet3d_backbone(resnet_depth)
+        for p in self.resnet.parameters():
+            p.requires_grad = False
+        self.conv0 = nn.Sequential(
+            Conv1d(output_channels(resnet_depth), self.ft_channels),
+            BatchNorm(self.ft_channels), nn.ReLU())
+        self.sa_net = _Attention(self.ft_channels, self.n_positions, fc_bias=False)
+        self.cwa_net = _Attention(self.n_positions, self.ft_channels, fc_bias=False)
+        self.ta_net = _Attention(self.ft_channels, seq_len, fc_bias=True)
+        self.ta_net.fc.bias.assign(jt.ones(seq_len))
+        self.fc = Linear(self.ft_channels, n_classes)  # unused, as in the release
+
+        self.a_resnet = audio_resnet18()
+        self.a_fc = nn.Sequential(Linear(512, audio_embed_size),
+                                  BatchNorm(audio_embed_size), nn.Tanh())
+        self.aa_net = _Attention(audio_embed_size, audio_n_segments, fc_bias=True)
+        self.av_fc = Linear(self.ft_channels + audio_embed_size, n_classes)
+
+    def train(self):
+        """Training mode for every submodule. Unlike Jittor's ``Module.train``/``eval``, the
+        mode never touches ``requires_grad``: the backbone stays frozen, the rest trainable."""
+        return self._set_mode(True)
+
+    def eval(self):
+        return self._set_mode(False)
+
+    def _set_mode(self, is_train):
+        for module in self.modules():
+            module.is_train = is_train
+        return self
+
+    def execute(self, visual, audio):
+        fSCT, alpha, beta, gamma = self.visual_stream(visual)
+        fA = self.audio_stream(audio)
+        logits = self.av_fc(jt.concat([fSCT, fA], dim=1))
+        return logits, alpha, beta, gamma
+
+    def visual_stream(self, visual):
+        b, s, c, t, h, w = visual.shape
+        # [B, S, 3, T, H, W] -> [S*B, T, 3, H, W]: snippet-major rows (s*B + b), and the
+        # time-before-channel layout of the backbone's Conv3d.
+        x = visual.transpose(1, 0, 3, 2, 4, 5).reshape(s * b, t, c, h, w)
+        x = x.float32() / 255.0 - 100.0 / 255.0
+        with jt.no_grad():
+            f0 = self.resnet(x)
+        n, t2, k, h2, w2 = f0.shape
+        # [N, T', 2048, H', W'] -> [N, 2048, T'*H'*W'] (T' is 1 at the release's sizes)
+        f0 = f0.transpose(0, 2, 1, 3, 4).reshape(n, k, t2 * h2 * w2).stop_grad()
+
+        F = self.conv0(f0)                                             # [N, 512, P]
+        p = F.shape[2]
+        As = nn.softmax(self.sa_net.scores(F), dim=1) * p              # [N, P]
+        alpha = As.reshape(s, b, p)
+        fS = F * As.unsqueeze(1)
+
+        c_ft = self.ft_channels
+        Ac = nn.softmax(self.cwa_net.scores(fS.transpose(0, 2, 1)), dim=1) * c_ft   # [N, 512]
+        beta = Ac.reshape(s, b, c_ft)
+        fSC = (fS * Ac.unsqueeze(2)).mean(dim=2)                       # [N, 512]
+        fSC = fSC.reshape(s, b, c_ft).transpose(1, 2, 0)               # [B, 512, S]
+
+        At = nn.relu(self.ta_net.scores(fSC))                          # [B, S]
+        fSCT = (fSC * At.unsqueeze(1)).mean(dim=2)                     # [B, 512]
+        return fSCT, alpha, beta, At
+
+    def audio_stream(self, audio):
+        b, length, n_mfcc = audio.shape
+        g = self.audio_n_segments
+        seg = length // g
+        # [B, 4096, 32] -> [16*B, 1, 256, 32], segment-major rows (g*B + b)
+        x = audio[:, :g * seg].reshape(b, g, seg, n_mfcc).transpose(1, 0, 2, 3)
+        x = x.reshape(g * b, 1, seg, n_mfcc)
+        x = self.a_resnet(x).reshape(g * b, -1)                        # [16*B, 512]
+        x = self.a_fc(x)                                               # [16*B, 256]
+        x = x.reshape(g, b, self.audio_embed_size).transpose(1, 2, 0)  # [B, 256, 16]
+        Aa = nn.relu(self.aa_net.scores(x))                            # [B, 16]
+        return (x * Aa.unsqueeze(1)).mean(dim=2)                       # [B, 256]

@@ -1,0 +1,126 @@
+"""VAANet at small sizes: shapes, key layout, frozen backbone, gradients, loss and Adam."""
+import numpy as np
+import pytest
+import torch
+
+from core.jittor_setup import jt
+from core.loss import get_loss, polarity_mask
+from core.optimizer import Adam
+from models.vaanet import VAANet
+from tests.torch_reference import TorchVAANet, pcce_loss
+
+
+def _inputs(b, s, t, size, seed=0):
+    rng = np.random.default_rng(seed)
+    visual = rng.integers(0, 256, (b, s, 3, t, size, size), dtype=np.uint8)
+    audio = (rng.standard_normal((b, 4096, 32)) * 20).astype(np.float32)
+    return visual, audio
+
+
+@pytest.mark.parametrize("t,size,seq_len,n_classes", [(8, 64, 3, 6), (4, 80, 1, 8)])
+def test_shapes_and_gradients_at_other_sizes(t, size, seq_len, n_classes):
+    model = VAANet(snippet_duration=t, sample_size=size, n_classes=n_classes,
+                   seq_len=seq_len, resnet_depth=10)
+    positions = ((size + 1) // 2 + 1) // 2  # after conv1 and maxpool
+    for _ in range(3):
+        positions = (positions + 1) // 2
+    assert model.n_positions == positions ** 2
+    visual, audio = _inputs(2, seq_len, t, size)
+    logits, alpha, beta, gamma = model(jt.array(visual), jt.array(audio))
+    assert logits.shape == [2, n_classes]
+    assert alpha.shape == [seq_len, 2, positions ** 2]
+    assert beta.shape == [seq_len, 2, 512]
+    assert gamma.shape == [2, seq_len]
+    # softmax * P sums to P over positions, softmax * 512 over channels
+    np.testing.assert_allclose(alpha.numpy().sum(-1), positions ** 2, rtol=1e-5)
+    np.testing.assert_allclose(beta.numpy().sum(-1), 512, rtol=1e-5)
+
+    params = [p for p in model.parameters() if p.requires_grad]
+    loss = get_loss(_opt("ce", n_classes))(logits, jt.array(np.array([0, 1])))
+    grads = jt.grad(loss, params)
+    names = [k for k, v in model.state_dict().items() if v.requires_grad]
+    norms = {k: float(np.linalg.norm(g.numpy())) for k, g in zip(names, grads)}
+    for key in ("av_fc.weight", "a_resnet.4.0.conv1.weight", "ta_net.fc.weight",
+                "sa_net.fc.weight", "cwa_net.fc.weight", "conv0.0.weight"):
+        assert norms[key] > 0, key
+    assert norms["fc.weight"] == 0  # unused, as in the release
+
+
+def _opt(loss_func, n_classes=8, dataset="ve8"):
+    class Opt:
+        pass
+    o = Opt()
+    o.loss_func, o.n_classes, o.dataset, o.lambda_0 = loss_func, n_classes, dataset, 0.5
+    return o
+
+
+def test_state_dict_keys_and_shapes_equal_the_release_layout():
+    port = VAANet(snippet_duration=8, sample_size=64, seq_len=2, resnet_depth=10)
+    ref = TorchVAANet(snippet_duration=8, sample_size=64, seq_len=2, resnet_depth=10)
+    ours = {k: tuple(v.shape) for k, v in port.state_dict().items()}
+    theirs = {k: tuple(v.shape) if v.ndim else (1,) for k, v in ref.state_dict().items()}
+    assert ours == theirs
+
+
+def test_backbone_frozen_rest_trainable_in_both_modes():
+    model = VAANet(snippet_duration=8, sample_size=64, seq_len=2, resnet_depth=10)
+    for mode in (model.eval, model.train):
+        mode()
+        for k, v in model.state_dict().items():
+            buffer = "running_" in k or "num_batches" in k
+            assert v.requires_grad == (not k.startswith("resnet.") and not buffer), k
+    assert model.ta_net.fc.bias.numpy().tolist() == [1.0, 1.0]
+
+
+def test_uint8_and_float32_visual_give_the_same_output():
+    model = VAANet(snippet_duration=8, sample_size=64, seq_len=2, resnet_depth=10).eval()
+    visual, audio = _inputs(1, 2, 8, 64, seed=3)
+    a = model(jt.array(visual), jt.array(audio))[0].numpy()
+    b = model(jt.array(visual.astype(np.float32)), jt.array(audio))[0].numpy()
+    np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("dataset,positive", [("ve8", (1, 4, 6, 7)), ("ek6", (3, 5))])
+def test_pcce_matches_reference_and_weights_polarity_errors(dataset, positive):
+    n = 8 if dataset == "ve8" else 6
+    rng = np.random.default_rng(0)
+    logits = rng.standard_normal((16, n)).astype(np.float32) * 3
+    target = rng.integers(0, n, 16)
+    ours = get_loss(_opt("pcce_ve8", n, dataset))(jt.array(logits), jt.array(target)).item()
+    theirs = pcce_loss(torch.from_numpy(logits), torch.from_numpy(target), positive).item()
+    assert ours == pytest.approx(theirs, rel=1e-6)
+    ce = get_loss(_opt("ce", n, dataset))(jt.array(logits), jt.array(target)).item()
+    ref_ce = torch.nn.functional.cross_entropy(torch.from_numpy(logits), torch.from_numpy(target))
+    assert ce == pytest.approx(ref_ce.item(), rel=1e-6)
+    assert polarity_mask(dataset, n).nonzero()[0].tolist() == list(positive)
+    # one sample, predicted class 0 (negative): weight 1.5 for a positive target, 1 otherwise
+    one = np.zeros((1, n), dtype=np.float32)
+    one[0, 0] = 5.0
+    pcce = get_loss(_opt("pcce_ve8", n, dataset))
+    ce1 = get_loss(_opt("ce", n, dataset))(jt.array(one), jt.array([positive[0]])).item()
+    assert pcce(jt.array(one), jt.array([positive[0]])).item() == pytest.approx(1.5 * ce1, rel=1e-6)
+
+
+def test_adam_follows_pytorch_for_several_steps():
+    rng = np.random.default_rng(0)
+    w0 = rng.standard_normal((5, 3)).astype(np.float32)
+    xs = [rng.standard_normal((4, 3)).astype(np.float32) for _ in range(5)]
+    wt = torch.nn.Parameter(torch.from_numpy(w0.copy()))
+    topt = torch.optim.Adam([wt], lr=1e-2, weight_decay=1e-3)
+    wj = jt.array(w0.copy())
+    jopt = Adam([wj], lr=1e-2, weight_decay=1e-3)
+    for x in xs:
+        topt.zero_grad()
+        (torch.from_numpy(x) @ wt.T).pow(2).mean().backward()
+        topt.step()
+        jopt.step((jt.array(x) @ wj.transpose(1, 0)).sqr().mean())
+    np.testing.assert_allclose(wj.numpy(), wt.detach().numpy(), rtol=1e-5, atol=1e-6)
+    # the state round-trips in PyTorch's layout
+    state = jopt.state_dict()
+    assert state["state"][0]["step"] == 5.0
+    np.testing.assert_allclose(state["state"][0]["exp_avg"],
+                               topt.state_dict()["state"][0]["exp_avg"].numpy(), rtol=1e-5)
+    fresh = Adam([jt.array(w0.copy())], lr=1e-2, weight_decay=1e-3)
+    fresh.load_state_dict(topt.state_dict() | {"state": {0: {
+        k: (v.numpy() if torch.is_tensor(v) else v) for k, v in topt.state_dict()["state"][0].items()}}})
+    assert fresh.steps == [5]

@@ -1,0 +1,133 @@
+"""Prepare a dataset in one command: raw videos -> frames + n_frames + mp3 + annotation json.
+
+Usage (from the repository root)::
+
+    python tools/prepare_dataset.py --src RAW --dst ROOT --dataset ve8
+    python tools/prepare_dataset.py --src RAW --dst ROOT --dataset ek6 --workers 8
+    python tools/make_demo_dataset.py --dst demo/raw && \\
+        python tools/prepare_dataset.py --src demo/raw --dst demo/data --split_dir demo/raw/splits
+
+Input: ``RAW/<Class>/<video_id>.mp4`` (also .avi .mkv .webm .mov ...; a class folder may
+differ from the list's class name in case only) and the split lists of ``--split_dir``
+(default ``tools/annotations/<dataset>/``: classInd.txt, trainlist01.txt, testlist01.txt).
+Output (``ek6``: ``Ekman6--imgs``, ``Ekman6--mp3``, ``ek6_01.json``)::
+
+    ROOT/VideoEmotion8--imgs/<Class>/<video_id>/000001.jpg ... + n_frames
+    ROOT/VideoEmotion8--mp3/<Class>/<video_id>.mp3
+    ROOT/ve8_01.json
+
+Only the videos named in the lists are processed. Listed videos without a file are
+warned about and listed (all of them in ``ROOT/<dataset>_missing_videos.txt``); they stay
+in the json, as in the release, and the data loader leaves out videos without frames.
+With ``--strict`` missing videos make the run fail. Frames and mp3 files are made in
+parallel (``--workers``, default: number of cores). Safe to re-run and to interrupt:
+finished videos are skipped, interrupted ones redone (see video2jpg.py / video2mp3.py).
+A video ffmpeg cannot read is reported and skipped; the json is still written, and the
+run exits with status 1 and lists the failures.
+"""
+import argparse
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from tools.media import add_common_args, print_summary, remove_partials, resolve_ffmpeg_arg, run_parallel  # noqa: E402
+from tools.ve8_json import (ANNOTATIONS, DATASETS, SplitError, check_against_raw, describe,  # noqa: E402
+                            read_splits, resolve_class_dir, write_json)
+from tools.video2jpg import frames_job, short_videos  # noqa: E402
+from tools.video2mp3 import audio_job  # noqa: E402
+
+
+def _warn_list(title, items, file=sys.stderr, limit=50):
+    print(f"WARNING: {title}: {len(items)}", file=file)
+    for item in items[:limit]:
+        print(f"    {item}", file=file)
+    if len(items) > limit:
+        print(f"    ... and {len(items) - limit} more", file=file)
+    file.flush()
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(
+        description="Raw videos (RAW/<Class>/<id>.mp4) -> frames, n_frames, mp3 and annotation json "
+                    "under ROOT, for the videos of the split lists.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--src", required=True, help="raw dataset folder: RAW/<Class>/<video_id>.mp4")
+    parser.add_argument("--dst", required=True, help="dataset root to write (ROOT)")
+    parser.add_argument("--dataset", choices=sorted(DATASETS), default="ve8")
+    parser.add_argument("--split_dir", default=None,
+                        help="folder with classInd.txt, trainlist01.txt, testlist01.txt "
+                             "(default: tools/annotations/<dataset>)")
+    parser.add_argument("--split", type=int, default=1, help="split number (trainlistNN.txt, <dataset>_NN.json)")
+    parser.add_argument("--no_audio", action="store_true", help="skip the mp3 step")
+    parser.add_argument("--strict", action="store_true", help="fail (exit 1) when listed videos are missing")
+    add_common_args(parser)
+    args = parser.parse_args(argv)
+    ffmpeg = resolve_ffmpeg_arg(parser, args.ffmpeg)
+    src, root = Path(args.src), Path(args.dst)
+    if not src.is_dir():
+        parser.error(f"no such folder: {src}")
+    split_dir = Path(args.split_dir) if args.split_dir else ANNOTATIONS / args.dataset
+    names = DATASETS[args.dataset]
+    imgs, mp3s = root / names["imgs"], root / names["mp3"]
+    json_path = root / names["json"].format(split=args.split)
+    start = time.time()
+
+    # 1. lists, checked against the raw folder
+    try:
+        splits = read_splits(split_dir, args.split)
+    except (SplitError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    for w in splits.warnings:
+        print(f"warning: {w}", file=sys.stderr)
+    found, missing, unlisted = check_against_raw(splits, src)
+    missing_file = root / f"{args.dataset}_missing_videos.txt"
+    if missing:
+        root.mkdir(parents=True, exist_ok=True)
+        missing_file.write_text("".join(m + "\n" for m in missing), encoding="utf-8")
+        absent = [c for c in splits.labels if not resolve_class_dir(src, c).is_dir()]
+        if absent:
+            _warn_list(f"class folders missing in {src}", absent)
+        _warn_list(f"listed videos with no video file in {src} (full list in {missing_file})", missing)
+    elif missing_file.exists():
+        missing_file.unlink()
+    if unlisted:
+        print(f"note: {len(unlisted)} videos in {src} are in no list and are ignored", file=sys.stderr)
+    print(f"{len(found)} of {len(splits.entries)} listed videos found in {src}")
+
+    # 2. frames + n_frames, 3. mp3 (class folders named as in the lists)
+    for cls in splits.labels:
+        remove_partials(imgs / cls)
+        if not args.no_audio:
+            remove_partials(mp3s / cls)
+    keys = sorted(found)
+    frame_jobs = [(f"{c}/{v}", found[(c, v)], imgs / c / v, ffmpeg) for c, v in keys]
+    frames = run_parallel(frames_job, frame_jobs, args.workers, "frames", not args.no_progress)
+    audio = []
+    if not args.no_audio:
+        audio_jobs = [(f"{c}/{v}", found[(c, v)], mp3s / c / f"{v}.mp3", ffmpeg) for c, v in keys]
+        audio = run_parallel(audio_job, audio_jobs, args.workers, "mp3", not args.no_progress)
+
+    # 4. json
+    ann = splits.annotation()
+    changed = write_json(ann, json_path)
+
+    print(f"\nprepare_dataset ({args.dataset}) {src} -> {root} in {time.time() - start:.1f}s")
+    failed = print_summary(f"frames -> {imgs}", frames,
+                           {"fewer than 16 frames (n_frames 0, left out of the dataset)": short_videos(frames)})
+    if not args.no_audio:
+        failed += print_summary(f"mp3 -> {mp3s}", audio)
+    print(f"json -> {json_path}: {describe(ann)} ({'written' if changed else 'unchanged'})")
+    if missing:
+        print(f"MISSING: {len(missing)} listed videos have no file (see {missing_file})")
+    if failed:
+        bad = sorted({r.key for r in frames + audio if r.status == "failed"})
+        print(f"FAILED: {len(bad)} videos could not be processed: " + ", ".join(bad[:20])
+              + (" ..." if len(bad) > 20 else ""))
+    return 1 if failed or (args.strict and missing) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
