@@ -1,0 +1,108 @@
+"""Audio features of VAANet (SPEC section 2) and their on-disk cache.
+
+``mfcc_features(path)`` computes, exactly as the release:
+``librosa.load(path, sr=44100)`` (mono), ``librosa.feature.mfcc(y=y, sr=sr, n_mfcc=32)``
+with librosa's other defaults, transposed to ``[frames, 32]``, tiled ``4096 // frames + 1``
+times along time and cut to the first 4096 rows: float32 ``[4096, 32]``.
+
+``MFCCCache(folder)`` stores one ``.npy`` per audio file. Its key hashes the file's
+absolute path, size and modification time (ns) together with the feature parameters and
+a format version, so an edited or replaced mp3 gets a new entry. Entries are written
+atomically (a temporary file in the same folder, then ``os.replace``); an entry that
+cannot be read, or has the wrong shape or dtype, is recomputed and rewritten. A cache hit
+returns the very values that were computed (``np.save``/``np.load`` are lossless).
+"""
+import hashlib
+import os
+import tempfile
+import warnings
+
+import numpy as np
+
+SAMPLE_RATE = 44100
+N_MFCC = 32
+TIMESERIES_LENGTH = 4096
+CACHE_VERSION = 1
+
+
+def tile_features(feature, length=TIMESERIES_LENGTH):
+    """Tile ``[frames, C]`` along time ``length // frames + 1`` times; keep ``length`` rows."""
+    frames = feature.shape[0]
+    if frames == 0:
+        raise ValueError("audio has no MFCC frames")
+    reps = length // frames + 1
+    return np.tile(feature, (reps, 1))[:length]
+
+
+def mfcc_features(path, sr=SAMPLE_RATE, n_mfcc=N_MFCC, length=TIMESERIES_LENGTH):
+    """float32 ``[length, n_mfcc]`` MFCC features of one audio file (no cache)."""
+    import librosa  # imported lazily: it is slow to import and only workers need it
+
+    y, sr = librosa.load(path, sr=sr)
+    if y.size == 0:
+        raise ValueError(f"{path}: no audio samples")
+    feature = librosa.feature.mfcc(y=y, sr=sr, n_mfcc=n_mfcc).T
+    return np.ascontiguousarray(tile_features(feature, length), dtype=np.float32)
+
+
+class MFCCCache:
+    """Disk cache of :func:`mfcc_features`; ``folder=None`` disables caching."""
+
+    def __init__(self, folder, sr=SAMPLE_RATE, n_mfcc=N_MFCC, length=TIMESERIES_LENGTH):
+        self.folder = folder
+        self.sr, self.n_mfcc, self.length = sr, n_mfcc, length
+        self.hits = 0
+        self.misses = 0
+
+    def key(self, path):
+        st = os.stat(path)
+        text = "\0".join(map(str, (os.path.abspath(path), st.st_size, st.st_mtime_ns,
+                                   self.sr, self.n_mfcc, self.length, CACHE_VERSION)))
+        return hashlib.sha1(text.encode("utf-8", "surrogateescape")).hexdigest()
+
+    def entry_path(self, path):
+        return os.path.join(self.folder, self.key(path) + ".npy")
+
+    def _read(self, entry):
+        try:
+            arr = np.load(entry, allow_pickle=False)
+        except FileNotFoundError:
+            return None
+        except Exception as e:  # truncated or garbage file
+            warnings.warn(f"corrupt MFCC cache entry {entry} ({e}); recomputing")
+            return None
+        if arr.shape != (self.length, self.n_mfcc) or arr.dtype != np.float32:
+            warnings.warn(f"MFCC cache entry {entry} has shape {arr.shape} {arr.dtype}; recomputing")
+            return None
+        return arr
+
+    def _write(self, entry, arr):
+        os.makedirs(self.folder, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".npy", dir=self.folder)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                np.save(f, arr, allow_pickle=False)
+            os.replace(tmp, entry)
+        except BaseException:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+            raise
+
+    def __call__(self, path):
+        if self.folder is None:
+            self.misses += 1
+            return mfcc_features(path, self.sr, self.n_mfcc, self.length)
+        entry = self.entry_path(path)
+        arr = self._read(entry)
+        if arr is not None:
+            self.hits += 1
+            return arr
+        self.misses += 1
+        arr = mfcc_features(path, self.sr, self.n_mfcc, self.length)
+        try:
+            self._write(entry, arr)
+        except OSError as e:  # a read-only cache folder must not stop training
+            warnings.warn(f"cannot write MFCC cache entry {entry}: {e}")
+        return arr

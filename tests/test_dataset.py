@@ -1,0 +1,371 @@
+"""Options, MFCC features + cache, VE8Dataset and the Jittor loader, on tiny real data."""
+import json
+import os
+import shutil
+import subprocess
+import time
+import warnings
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import imageio_ffmpeg
+
+from opts import parse_opts
+from datasets.audio import MFCCCache, mfcc_features
+from datasets.ve8 import VE8Dataset, DatasetError, order_permutation
+
+VE8 = ["Anger", "Anticipation", "Disgust", "Fear", "Joy", "Sadness", "Surprise", "Trust"]
+SEQ, DUR, SIZE = 3, 4, 16
+
+
+# ---------------------------------------------------------------- data helpers
+def make_mp3(path, seconds=1.0, freq=440, rate=44100):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    cmd = [imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-y", "-f", "lavfi", "-i",
+           f"sine=frequency={freq}:duration={seconds}:sample_rate={rate}", "-ac", "1", str(path)]
+    subprocess.run(cmd, check=True)
+
+
+def make_frames(video_dir, n_frames, w=48, h=36, seed=0, n_frames_text=None, same=False):
+    os.makedirs(video_dir, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    base = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+    for i in range(1, n_frames + 1):
+        arr = base if same else np.clip(base.astype(int) + 7 * i, 0, 255).astype(np.uint8)
+        Image.fromarray(arr).save(os.path.join(video_dir, f"{i:06d}.jpg"), quality=90)
+    with open(os.path.join(video_dir, "n_frames"), "w") as f:
+        f.write(str(n_frames if n_frames_text is None else n_frames_text))
+
+
+@pytest.fixture(scope="session")
+def mp3_pool(tmp_path_factory):
+    d = tmp_path_factory.mktemp("mp3")
+    files = []
+    for i, (sec, freq, rate) in enumerate([(1.0, 440, 44100), (0.5, 880, 48000), (1.5, 300, 44100)]):
+        p = d / f"a{i}.mp3"
+        make_mp3(p, sec, freq, rate)
+        files.append(str(p))
+    return files
+
+
+# (video_id, class, subset, n_frames, width, height)
+VIDEOS = [
+    ("v,001-a", "Anger", "training", 30, 48, 36),
+    ("v002", "Joy", "training", 5, 48, 36),        # shorter than seq_len * dur: loop-padded
+    ("v003", "Trust", "training", 20, 36, 48),     # portrait
+    ("v004", "Fear", "training", 25, 48, 36),
+    ("v005", "Sadness", "training", 17, 48, 36),
+    ("t001", "Surprise", "validation", 22, 48, 36),
+    ("t002", "Disgust", "validation", 9, 48, 36),
+]
+
+
+def make_root(root, mp3_pool, videos=VIDEOS, extra_db=None):
+    db = {}
+    for k, (vid, cls, subset, n, w, h) in enumerate(videos):
+        make_frames(os.path.join(root, "VideoEmotion8--imgs", cls, vid), n, w, h, seed=k)
+        dst = os.path.join(root, "VideoEmotion8--mp3", cls, vid + ".mp3")
+        os.makedirs(os.path.dirname(dst), exist_ok=True)
+        shutil.copy(mp3_pool[k % len(mp3_pool)], dst)
+        db[vid] = {"subset": subset, "annotations": {"label": cls}}
+    db.update(extra_db or {})
+    with open(os.path.join(root, "ve8_01.json"), "w") as f:
+        json.dump({"labels": VE8, "database": db}, f)
+    return root
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory, mp3_pool):
+    return make_root(str(tmp_path_factory.mktemp("ve8")), mp3_pool)
+
+
+def dataset(root, subset, **kw):
+    kw.setdefault("seq_len", SEQ)
+    kw.setdefault("snippet_duration", DUR)
+    kw.setdefault("sample_size", SIZE)
+    kw.setdefault("audio_cache", os.path.join(root, "mfcc_cache"))
+    return VE8Dataset(os.path.join(root, "VideoEmotion8--imgs"), os.path.join(root, "VideoEmotion8--mp3"),
+                      os.path.join(root, "ve8_01.json"), subset, **kw)
+
+
+# ---------------------------------------------------------------- options
+def test_opts_defaults():
+    o = parse_opts([])
+    assert o.dataset == "ve8" and o.root_path == "data"
+    assert o.video_path == os.path.join("data", "VideoEmotion8--imgs")
+    assert o.audio_path == os.path.join("data", "VideoEmotion8--mp3")
+    assert o.annotation_path == os.path.join("data", "ve8_01.json")
+    assert o.audio_cache == os.path.join("data", "mfcc_cache")
+    assert (o.n_classes, o.batch_size, o.n_epochs, o.begin_epoch) == (8, 32, 100, 1)
+    assert (o.snippet_duration, o.sample_size, o.seq_len, o.fps) == (16, 112, 12, 30)
+    assert (o.audio_embed_size, o.audio_n_segments, o.resnet_depth) == (256, 16, 101)
+    assert o.loss_func == "pcce_ve8" and o.lambda_0 == 0.5
+    assert o.learning_rate == 2e-4 and o.weight_decay == 0
+    assert o.manual_seed == 1 and o.dl is False and o.no_cuda is False
+    assert o.result_path == "results" and o.resume_path == "" and o.n_threads >= 1
+    assert o.resnet101_pretrained == "" and o.audio_pretrained == ""
+
+
+def test_opts_ek6_switch_and_overrides(tmp_path):
+    o = parse_opts(["--dataset", "ek6", "--root_path", str(tmp_path)])
+    assert o.video_path == str(tmp_path / "Ekman6--imgs")
+    assert o.audio_path == str(tmp_path / "Ekman6--mp3")
+    assert o.annotation_path == str(tmp_path / "ek6_01.json")
+    assert o.n_classes == 6
+    o = parse_opts(["--dataset", "ek6", "--n_classes", "7", "--video_path", "/abs/frames",
+                    "--annotation_path", "my.json", "--drop_last", "--no_cuda",
+                    "--batch_size", "4", "--loss_func", "ce", "--audio_cache", ""])
+    assert o.n_classes == 7 and o.video_path == "/abs/frames"
+    assert o.annotation_path == os.path.join("data", "my.json")
+    assert o.dl and o.no_cuda and o.batch_size == 4 and o.loss_func == "ce"
+    assert o.audio_cache is None
+    assert parse_opts(["--no_audio_cache"]).audio_cache is None
+    assert parse_opts(["--dl"]).dl
+
+
+def test_opts_every_flag_has_help():
+    from opts import build_parser
+    for action in build_parser()._actions:
+        assert action.help, action.dest
+
+
+# ---------------------------------------------------------------- audio
+def test_mfcc_equals_librosa(mp3_pool):
+    import librosa
+    for path in mp3_pool:
+        out = mfcc_features(path)
+        y, sr = librosa.load(path, sr=44100)
+        ref = librosa.feature.mfcc(y=y, sr=sr, n_mfcc=32).T
+        ref = np.tile(ref, (4096 // ref.shape[0] + 1, 1))[:4096]
+        assert out.shape == (4096, 32) and out.dtype == np.float32
+        np.testing.assert_array_equal(out, ref.astype(np.float32))
+
+
+def test_mfcc_cache_hit_change_and_corruption(tmp_path, mp3_pool):
+    audio = tmp_path / "x.mp3"
+    shutil.copy(mp3_pool[0], audio)
+    cache = MFCCCache(str(tmp_path / "cache"))
+    first = cache(str(audio))
+    assert cache.misses == 1 and cache.hits == 0
+    entries = os.listdir(tmp_path / "cache")
+    assert len(entries) == 1 and entries[0].endswith(".npy")  # no temp file left behind
+    again = cache(str(audio))
+    assert cache.hits == 1
+    np.testing.assert_array_equal(again, first)
+    assert again.dtype == np.float32
+    # a fresh cache object (another process) reads the same entry
+    other = MFCCCache(str(tmp_path / "cache"))
+    np.testing.assert_array_equal(other(str(audio)), first)
+    assert other.hits == 1
+
+    # a changed file is noticed (new size / mtime -> new key)
+    shutil.copy(mp3_pool[2], audio)
+    st = os.stat(audio)
+    os.utime(audio, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    changed = cache(str(audio))
+    assert cache.misses == 2
+    np.testing.assert_array_equal(changed, mfcc_features(str(audio)))
+    assert not np.array_equal(changed, first)
+
+    # a corrupt entry is recomputed (and rewritten)
+    entry = cache.entry_path(str(audio))
+    with open(entry, "wb") as f:
+        f.write(b"\x93NUMPY garbage")
+    with warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter("always")
+        fixed = cache(str(audio))
+    assert any("corrupt" in str(x.message) for x in w)
+    np.testing.assert_array_equal(fixed, changed)
+    np.testing.assert_array_equal(np.load(entry), changed)
+    # an entry of the wrong shape too
+    np.save(entry, np.zeros((3, 32), np.float32))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        np.testing.assert_array_equal(cache(str(audio)), changed)
+
+    # disabled cache computes every time
+    none = MFCCCache(None)
+    np.testing.assert_array_equal(none(str(audio)), changed)
+
+
+# ---------------------------------------------------------------- dataset
+def test_items_shapes_dtypes_targets(root):
+    ds = dataset(root, "training")
+    assert ds.n_samples == 5 and ds.train
+    ids = [e["video_id"] for e in ds.data]
+    for i in range(ds.n_samples):
+        visual, target, audio, vid = ds[i]
+        assert visual.shape == (SEQ, 3, DUR, SIZE, SIZE) and visual.dtype == np.uint8
+        assert audio.shape == (4096, 32) and audio.dtype == np.float32
+        assert isinstance(target, int) and vid == ids[i]
+        assert target == VE8.index(dict((v[0], v[1]) for v in VIDEOS)[vid])
+    val = dataset(root, "validation")
+    assert val.n_samples == 2 and not val.train
+    assert sorted(e["video_id"] for e in val.data) == ["t001", "t002"]
+    # frame indices follow range(1, n + 1, 30 // fps)
+    ds15 = dataset(root, "validation", fps=15)
+    assert ds15.data[0]["frame_indices"] == list(range(1, 23, 2))
+
+
+def test_eval_items_identical_across_calls_and_match_transforms(root):
+    from transforms.spatial import EvalSpatialTransform
+    from transforms.temporal import TSN
+    val = dataset(root, "validation")
+    a = [val[i] for i in range(val.n_samples)]
+    val.set_epoch(5)
+    b = [val[i] for i in range(val.n_samples)]
+    for x, y in zip(a, b):
+        np.testing.assert_array_equal(x[0], y[0])
+        np.testing.assert_array_equal(x[2], y[2])
+    # independent computation of item 0
+    e = val.data[0]
+    snippets = TSN(SEQ, DUR, center=True)(e["frame_indices"])
+    t = EvalSpatialTransform(SIZE)
+    ref = np.stack([np.stack([np.array(t(Image.open(os.path.join(e["video_dir"], f"{k:06d}.jpg"))
+                                         .convert("RGB"))) for k in s]) for s in snippets])
+    np.testing.assert_array_equal(a[0][0], ref.transpose(0, 4, 1, 2, 3))
+    np.testing.assert_array_equal(a[0][2], mfcc_features(e["audio"]))
+
+
+def test_training_items_reproducible_per_seed_and_epoch(root):
+    ds = dataset(root, "training", seed=3)
+    ds2 = dataset(root, "training", seed=3)
+    for i in range(ds.n_samples):
+        np.testing.assert_array_equal(ds[i][0], ds2[i][0])
+        np.testing.assert_array_equal(ds[i][0], ds[i][0])
+    first = [ds[i][0] for i in range(ds.n_samples)]
+    ds.set_epoch(1)
+    second = [ds[i][0] for i in range(ds.n_samples)]
+    assert any(not np.array_equal(x, y) for x, y in zip(first, second))
+    ds.set_epoch(0)
+    for i in range(ds.n_samples):
+        np.testing.assert_array_equal(ds[i][0], first[i])
+    other_seed = dataset(root, "training", seed=4)
+    assert any(not np.array_equal(other_seed[i][0], first[i]) for i in range(ds.n_samples))
+
+
+def test_one_spatial_draw_per_video(tmp_path, mp3_pool):
+    # every frame identical -> every frame of the sample identical, whatever the draw
+    vids = [("same", "Joy", "training", 40, 48, 36)]
+    r = make_root(str(tmp_path), mp3_pool, vids)
+    make_frames(os.path.join(r, "VideoEmotion8--imgs", "Joy", "same"), 40, seed=9, same=True)
+    ds = dataset(r, "training", audio_cache=None)
+    from datasets.ve8 import item_rng
+    seen = set()
+    for epoch in range(25):
+        ds.set_epoch(epoch)
+        v = ds[0][0]
+        frames = v.transpose(0, 2, 3, 4, 1).reshape(-1, SIZE, SIZE, 3)
+        assert (frames == frames[0]).all()
+        rng = item_rng(ds.seed, epoch, 0)
+        ds.temporal(ds.data[0]["frame_indices"], rng)
+        seen.add(ds.spatial.draw(rng)["aug"])
+    assert len(seen) >= 2
+
+
+def test_short_video_repeats_decoded_frames(root):
+    ds = dataset(root, "training")
+    i = [e["video_id"] for e in ds.data].index("v002")  # 5 frames for 3 x 4
+    snippets, _ = ds.snippet_indices(i)
+    v = ds[i][0]
+    flat = [k for s in snippets for k in s]
+    frames = v.transpose(0, 2, 1, 3, 4).reshape(len(flat), 3, SIZE, SIZE)
+    for a in range(len(flat)):
+        for b in range(len(flat)):
+            if flat[a] == flat[b]:
+                np.testing.assert_array_equal(frames[a], frames[b])
+
+
+def test_all_problems_reported_in_one_error(tmp_path, mp3_pool):
+    r = make_root(str(tmp_path), mp3_pool, VIDEOS[:5], extra_db={
+        "ghost": {"subset": "training", "annotations": {"label": "Anger"}},
+        "badlabel": {"subset": "training", "annotations": {"label": "Boredom"}},
+    })
+    os.remove(os.path.join(r, "VideoEmotion8--mp3", "Joy", "v002.mp3"))
+    with open(os.path.join(r, "VideoEmotion8--imgs", "Trust", "v003", "n_frames"), "w") as f:
+        f.write("many")
+    os.remove(os.path.join(r, "VideoEmotion8--imgs", "Fear", "v004", "n_frames"))
+    os.remove(os.path.join(r, "VideoEmotion8--imgs", "Sadness", "v005", "000017.jpg"))
+    with pytest.raises(DatasetError) as err:
+        dataset(r, "training")
+    msg = str(err.value)
+    assert msg.startswith("7 problem(s)")
+    for needle in ["ghost: frame folder missing", "ghost: audio file missing", "badlabel: label 'Boredom'",
+                   "v002: audio file missing", "v003: unreadable n_frames",
+                   "v004: unreadable n_frames", "v005: frame", "000017.jpg"]:
+        assert needle in msg, needle
+    assert "v,001-a" not in msg
+
+
+def test_videos_without_frames_skipped_with_warning(tmp_path, mp3_pool):
+    r = make_root(str(tmp_path), mp3_pool, VIDEOS[:3])
+    make_frames(os.path.join(r, "VideoEmotion8--imgs", "Joy", "v002"), 5, n_frames_text=0)
+    with pytest.warns(UserWarning, match=r"1 video\(s\).*n_frames <= 0.*v002"):
+        ds = dataset(r, "training")
+    assert [e["video_id"] for e in ds.data] == ["v,001-a", "v003"]
+
+
+def test_sampler_order_depends_on_seed_and_epoch(root):
+    ds = dataset(root, "training", seed=1, shuffle=True)
+    o0 = list(ds.sampler)
+    assert o0 == order_permutation(5, 1, 0).tolist() and sorted(o0) == list(range(5))
+    ds.set_epoch(1)
+    assert list(ds.sampler) == order_permutation(5, 1, 1).tolist()
+    orders = {tuple(order_permutation(5, 1, e)) for e in range(10)}
+    assert len(orders) > 1
+    ds.set_attrs(shuffle=False)
+    assert list(ds.sampler) == list(range(5))
+
+
+def _batches(ds, epoch):
+    ds.set_epoch(epoch)
+    out = []
+    for visual, target, audio, vid in ds:
+        out.append((visual.numpy(), target.numpy(), audio.numpy(), list(vid)))
+    return out
+
+
+def test_loader_workers_match_single_process(root):
+    from core.jittor_setup import jt
+    single = dataset(root, "training", seed=7, batch_size=2, shuffle=True, num_workers=0)
+    multi = dataset(root, "training", seed=7, batch_size=2, shuffle=True, num_workers=2)
+    assert len(single) == 3  # Jittor: len() counts batches
+    for epoch in (1, 2):
+        a, b = _batches(single, epoch), _batches(multi, epoch)
+        assert len(a) == len(b) == 3
+        for x, y in zip(a, b):
+            np.testing.assert_array_equal(x[0], y[0])
+            np.testing.assert_array_equal(x[1], y[1])
+            np.testing.assert_array_equal(x[2], y[2])
+            assert x[3] == y[3]
+        ids = [single.data[i]["video_id"] for i in order_permutation(5, 7, epoch)]
+        assert [v for x in a for v in x[3]] == ids
+        if epoch == 1:
+            first = a
+    assert any(not np.array_equal(x[0], y[0]) for x, y in zip(first, a))
+    multi.terminate()
+    # collation keeps uint8 visual, int32 targets, float32 audio, str ids
+    visual, target, audio, vid = next(iter(single))
+    assert isinstance(visual, jt.Var) and str(visual.dtype) == "uint8"
+    assert visual.shape == [2, SEQ, 3, DUR, SIZE, SIZE]
+    assert str(target.dtype) == "int32" and str(audio.dtype) == "float32"
+    assert all(isinstance(v, str) for v in vid)
+
+
+def test_core_dataset_from_opts(root):
+    from core.dataset import get_training_set, get_validation_set, make_loader
+    opt = parse_opts(["--root_path", root, "--seq_len", str(SEQ), "--snippet_duration", str(DUR),
+                      "--sample_size", str(SIZE), "--n_threads", "0", "--batch_size", "4",
+                      "--dl", "--manual_seed", "5"])
+    train, val = get_training_set(opt), get_validation_set(opt)
+    assert train.n_samples == 5 and val.n_samples == 2 and train.train and not val.train
+    assert train.seed == 5 and train.audio_features.folder == os.path.join(root, "mfcc_cache")
+    make_loader(train, opt, shuffle=True)
+    make_loader(val, opt, shuffle=False)
+    assert (train.batch_size, train.shuffle, train.drop_last, train.num_workers) == (4, True, True, 0)
+    assert (val.shuffle, val.drop_last) == (False, False)
+    assert len(train) == 1 and len(val) == 1
+    batch = next(iter(val))
+    assert batch[0].shape == [2, SEQ, 3, DUR, SIZE, SIZE]

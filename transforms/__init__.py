@@ -1,0 +1,7 @@
+"""Temporal and spatial transforms of VAANet's data pipeline (SPEC section 2)."""
+from .temporal import TSN, loop_pad
+from .spatial import (TrainSpatialTransform, EvalSpatialTransform, corner_crop_box,
+                      center_crop_box, scale_short_side)
+
+__all__ = ["TSN", "loop_pad", "TrainSpatialTransform", "EvalSpatialTransform",
+           "corner_crop_box", "center_crop_box", "scale_short_side"]
