@@ -1,0 +1,137 @@
+"""Data-parallel helpers over Jittor's MPI (``mpirun -np N python main.py``).
+
+Without MPI every function is the single-process identity, so callers need no branches.
+
+- ``world_size()``, ``rank()``, ``is_main_process()``;
+- ``all_reduce_sum(values)``: float64 sum over processes (numpy in, numpy out);
+- ``average_metrics(metrics)``: sample-weighted training metrics over processes;
+- ``all_gather_rows(rows)``: every process's ``[n_k, D]`` float64 rows, as a list;
+- ``abort(message)`` / ``run_entry_point(main)``: a process that fails takes the whole
+  MPI job down (``MPI_Abort``) with ``rank k: <error>`` on stderr, instead of leaving
+  the other processes waiting forever in a collective.
+"""
+import ctypes
+import os
+import sys
+import traceback
+
+import numpy as np
+
+from core.jittor_setup import jt
+
+
+def in_mpi():
+    return bool(getattr(jt, "in_mpi", False)) and int(getattr(jt, "world_size", 1)) > 1
+
+
+def world_size():
+    return jt.world_size if jt.in_mpi else 1
+
+
+def rank():
+    return jt.rank if jt.in_mpi else 0
+
+
+def is_main_process():
+    return rank() == 0
+
+
+def float64_var(values):
+    """A float64 ``jt.Var`` holding ``values`` exactly (Jittor would round float64 input
+    to float32 by default)."""
+    values = np.ascontiguousarray(values, dtype=np.float64)
+    with jt.flag_scope(auto_convert_64_to_32=0):
+        return jt.array(values)
+
+
+def all_reduce_sum(values):
+    """Sum a float64 numpy array over processes (exactly in float64)."""
+    values = np.asarray(values, dtype=np.float64)
+    if not jt.in_mpi:
+        return values
+    # Jittor's MPI_Allreduce on int64 is wrong (MPI_DOUBLE_INT): always float64.
+    return float64_var(values).mpi_all_reduce("add").numpy().reshape(values.shape)
+
+
+def average_metrics(metrics):
+    """Sample-weighted mean of ``{"loss", "acc", "n", ...}`` over processes."""
+    n, loss_sum, correct = all_reduce_sum(
+        [metrics["n"], metrics["loss"] * metrics["n"], metrics["acc"] * metrics["n"]])
+    out = dict(metrics)
+    out.update(n=int(round(n)), loss=loss_sum / max(n, 1), acc=correct / max(n, 1))
+    return out
+
+
+def all_gather_rows(rows):
+    """Gather float64 ``rows`` (``[n_k, D]``, ``n_k`` may differ between processes, ``D``
+    may not) from every process; returns the list ``[rows of rank 0, rows of rank 1, ...]``
+    on every process. One process: ``[rows]``."""
+    rows = np.asarray(rows, dtype=np.float64)
+    if rows.ndim != 2:
+        raise ValueError(f"all_gather_rows needs a 2-D array, got shape {rows.shape}")
+    if not jt.in_mpi:
+        return [rows]
+    size, me = world_size(), rank()
+    counts = np.zeros(size + 1, np.float64)
+    counts[me] = rows.shape[0]
+    counts[size] = rows.shape[1]
+    counts = all_reduce_sum(counts)
+    widths = counts[size]
+    if widths != rows.shape[1] * size:
+        raise RuntimeError(f"all_gather_rows: processes disagree on the row width "
+                           f"(rank {me} has {rows.shape[1]}, total {widths:.0f} over {size})")
+    counts = counts[:size].astype(np.int64)
+    longest = max(int(counts.max()), 1)
+    buf = np.zeros((size, longest, rows.shape[1]), np.float64)
+    buf[me, :rows.shape[0]] = rows
+    buf = all_reduce_sum(buf)
+    return [buf[k, :counts[k]] for k in range(size)]
+
+
+# --------------------------------------------------------------------------------------
+# Failing the whole job
+
+def _mpi_abort(code):
+    """Call ``MPI_Abort(MPI_COMM_WORLD, code)`` of the Open MPI library Jittor loaded;
+    returns only when that is not possible."""
+    for name in ("libmpi.so.40", "libmpi.so", None):
+        try:
+            lib = ctypes.CDLL(name, mode=ctypes.RTLD_GLOBAL)
+            world = ctypes.c_char.in_dll(lib, "ompi_mpi_comm_world")  # Open MPI's handle
+            lib.MPI_Abort.argtypes = [ctypes.c_void_p, ctypes.c_int]
+            lib.MPI_Abort(ctypes.addressof(world), int(code))
+        except (OSError, ValueError, AttributeError):
+            continue
+
+
+def abort(message, code=1):
+    """Print ``rank k: message`` to stderr and end this process; under MPI the whole job
+    ends (MPI_Abort), so no other rank waits in a collective. Never returns."""
+    prefix = f"rank {rank()}: " if jt.in_mpi else ""
+    try:
+        sys.stdout.flush()
+        print(f"{prefix}{message}", file=sys.stderr, flush=True)
+    finally:
+        if jt.in_mpi:
+            _mpi_abort(code or 1)
+        os._exit(code or 1)
+
+
+def run_entry_point(main, argv=None):
+    """Run ``main(argv)`` and return its exit status. Under MPI an exception or a non-zero
+    status on any rank aborts every rank (exit status non-zero, ``rank k: ...`` on stderr)."""
+    if not jt.in_mpi:
+        return main(argv)
+    try:
+        status = main(argv)
+    except SystemExit as e:
+        status = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+    except KeyboardInterrupt:
+        abort("interrupted", 130)
+    except BaseException as e:  # noqa: BLE001  (any failure must end every rank)
+        tb = traceback.format_exc()
+        abort(f"{e.__class__.__name__}: {e}\n{tb}"
+              f"rank {rank()}: stopping all {world_size()} processes", 1)
+    if status:
+        abort(f"exiting with status {status}; stopping all {world_size()} processes", status)
+    return 0

@@ -1,0 +1,38 @@
+"""One training epoch: forward, loss, backward, Adam step, with running metrics."""
+import math
+import time
+
+import numpy as np
+from tqdm import tqdm
+
+from core.jittor_setup import jt
+
+
+class NonFiniteLossError(RuntimeError):
+    """The training loss became NaN or infinite."""
+
+
+def train_epoch(epoch, loader, model, criterion, optimizer, progress=True):
+    """Train ``model`` over ``loader`` once; returns ``{"loss", "acc", "n", "time"}``
+    (sample-weighted means over the epoch). Raises NonFiniteLossError on a NaN/inf loss,
+    before the optimizer applies that batch."""
+    model.train()
+    start = time.time()
+    total_loss, correct, seen = 0.0, 0, 0
+    bar = tqdm(loader, desc=f"epoch {epoch} train", unit="batch", disable=not progress,
+               leave=False, dynamic_ncols=True)
+    for batch, (visual, target, audio, _) in enumerate(bar, 1):
+        logits, *_ = model(visual, audio)
+        loss = criterion(logits, target)
+        value = loss.item()
+        if not math.isfinite(value):
+            raise NonFiniteLossError(f"training loss became {value} at epoch {epoch}, batch {batch}")
+        optimizer.step(loss)
+        n = int(target.shape[0])
+        pred = np.argmax(logits.numpy(), axis=1)
+        correct += int((pred == target.numpy()).sum())
+        total_loss += value * n
+        seen += n
+        bar.set_postfix(loss=f"{total_loss / seen:.4f}", acc=f"{correct / seen:.3f}")
+    return {"loss": total_loss / max(seen, 1), "acc": correct / max(seen, 1), "n": seen,
+            "time": time.time() - start}

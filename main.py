@@ -1,0 +1,149 @@
+"""Train VAANet on VideoEmotion-8 or Ekman-6.
+
+    python main.py --root_path data/ve8 --expr_name ve8_run1 \
+        --resnet101_pretrained pretrained/resnet-101-kinetics.pth \
+        --audio_pretrained pretrained/resnet18-f37072fd.pth
+    python main.py --root_path data/ve8 --resume_path results/ve8_run1      # continue
+    mpirun -np 2 python main.py ...                                         # data-parallel
+
+Each epoch trains on the training split (shuffled), evaluates on the test split
+(deterministically), appends to ``<result_path>/<expr_name>/metrics.jsonl``, writes
+``save_<epoch>.npz`` (and ``best.npz``) atomically and redraws ``curves.png``.
+``--resume_path`` takes a checkpoint (ours, or a release ``save_<epoch>.pth``) or an
+experiment folder (its latest checkpoint) and continues exactly where it stopped.
+"""
+import os
+import sys
+import time
+
+from opts import parse_opts
+
+
+def missing_dataset_message(opt):
+    root = opt.root_path
+    return (f"main.py: no prepared dataset found (looked for {opt.annotation_path}, "
+            f"{opt.video_path} and {opt.audio_path}).\n"
+            f"Prepare one from a folder of mp4 files per class with:\n"
+            f"    python tools/prepare_dataset.py --src RAW_VIDEOS --dst {root} --dataset {opt.dataset}\n"
+            f"or try the whole chain on synthetic videos with:  make demo")
+
+
+def build_model(opt):
+    from models.vaanet import VAANet
+    return VAANet(snippet_duration=opt.snippet_duration, sample_size=opt.sample_size,
+                  n_classes=opt.n_classes, seq_len=opt.seq_len,
+                  audio_embed_size=opt.audio_embed_size,
+                  audio_n_segments=opt.audio_n_segments, resnet_depth=opt.resnet_depth)
+
+
+def resolve_resume(path):
+    from core.experiment import latest_checkpoint
+    if os.path.isdir(path):
+        found = latest_checkpoint(path)
+        if found is None:
+            raise FileNotFoundError(f"{path} holds no save_<epoch>.npz to resume from")
+        return found
+    return path
+
+
+def main(argv=None):
+    opt = parse_opts(argv)
+    if not os.path.exists(opt.annotation_path):
+        print(missing_dataset_message(opt), file=sys.stderr)
+        return 2
+
+    from core.jittor_setup import jt
+    from core import distributed
+    from core.checkpoint import (load_pretrained_audio, load_pretrained_visual,
+                                 load_weights, read_checkpoint_file)
+    from core.dataset import get_training_set, get_validation_set, make_loader
+    from core.evaluate import evaluate
+    from core.experiment import Experiment, ExperimentExistsError
+    from core.loss import get_loss
+    from core.optimizer import Adam
+    from core.report import plot_curves
+    from core.train import NonFiniteLossError, train_epoch
+    from datasets.ve8 import DatasetError
+
+    main_rank = distributed.is_main_process()
+    jt.set_global_seed(opt.manual_seed)
+    try:
+        train_set = make_loader(get_training_set(opt), opt, shuffle=True)
+        val_set = make_loader(get_validation_set(opt), opt, shuffle=False)
+    except DatasetError as e:
+        print(f"main.py: the dataset under {opt.root_path} is not usable:\n{e}", file=sys.stderr)
+        return 2
+
+    model = build_model(opt)
+    if opt.resnet101_pretrained:
+        load_pretrained_visual(model, opt.resnet101_pretrained)
+    if opt.audio_pretrained:
+        load_pretrained_audio(model, opt.audio_pretrained)
+    criterion = get_loss(opt)
+    optimizer = Adam([p for p in model.parameters() if p.requires_grad],
+                     lr=opt.learning_rate, weight_decay=opt.weight_decay)
+
+    begin_epoch, best_acc = opt.begin_epoch, 0.0
+    if opt.resume_path:
+        resume_file = resolve_resume(opt.resume_path)
+        ckpt = read_checkpoint_file(resume_file)
+        load_weights(model, ckpt)
+        if ckpt.get("optimizer"):
+            optimizer.load_state_dict(ckpt["optimizer"])
+        meta = ckpt.get("meta") or {}
+        begin_epoch = int(meta.get("epoch", begin_epoch))  # the release stores epoch + 1
+        best_acc = float(meta.get("best_acc", 0.0))
+        if main_rank:
+            print(f"resumed from {resume_file}: continuing at epoch {begin_epoch}")
+
+    expr_name = opt.expr_name or f"{opt.dataset}_{time.strftime('%Y%m%d-%H%M%S')}"
+    folder = os.path.join(opt.result_path, expr_name)
+    if opt.resume_path and os.path.isdir(opt.resume_path) and not opt.expr_name:
+        folder = opt.resume_path
+    experiment = None
+    if main_rank:
+        opts_dict = {k: v for k, v in vars(opt).items()}
+        try:
+            experiment = Experiment(folder, opts_dict, resume=bool(opt.resume_path))
+        except ExperimentExistsError as e:
+            print(f"main.py: {e}", file=sys.stderr)
+            return 2
+        experiment.drop_metrics_after(begin_epoch - 1)
+        print(f"training {opt.n_epochs - begin_epoch + 1} epoch(s): "
+              f"{train_set.n_samples} training / {val_set.n_samples} test videos, "
+              f"results in {folder}")
+
+    last_saved = None
+    for epoch in range(begin_epoch, opt.n_epochs + 1):
+        train_set.set_epoch(epoch)
+        try:
+            tr = train_epoch(epoch, train_set, model, criterion, optimizer, progress=main_rank)
+        except NonFiniteLossError as e:
+            if main_rank:
+                kept = last_saved or (opt.resume_path or "none: no epoch had finished")
+                print(f"main.py: {e}. Training stopped; the last good checkpoint is {kept}. "
+                      f"Try a lower --learning_rate.", file=sys.stderr)
+            return 1
+        tr = distributed.average_metrics(tr)
+        val = evaluate(model, val_set, criterion, desc=f"epoch {epoch} val", progress=main_rank)
+        if main_rank:
+            best = val.accuracy > best_acc
+            best_acc = max(best_acc, val.accuracy)
+            experiment.log({"epoch": epoch, "split": "train", "loss": tr["loss"],
+                            "acc": tr["acc"], "time": tr["time"], "lr": opt.learning_rate})
+            experiment.log({"epoch": epoch, "split": "val", "loss": val.loss,
+                            "acc": val.accuracy})
+            meta = {"epoch": epoch + 1, "best_acc": best_acc, "val_acc": val.accuracy,
+                    "opts": opts_dict, "labels": list(val_set.labels)}
+            last_saved = experiment.save(epoch, model, optimizer, meta, best=best)
+            plot_curves(experiment.metrics_path, os.path.join(folder, "curves.png"))
+            print(f"epoch {epoch}/{opt.n_epochs} {tr['time']:.0f}s  train loss {tr['loss']:.4f} "
+                  f"acc {tr['acc']:.3f} | val loss {val.loss:.4f} acc {val.accuracy:.3f}"
+                  f"{'  (best)' if best else ''}", flush=True)
+    if main_rank:
+        print(f"done: best validation accuracy {best_acc:.3f}; checkpoints in {folder}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
