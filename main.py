@@ -66,6 +66,10 @@ def main(argv=None):
     from datasets.ve8 import DatasetError
 
     main_rank = distributed.is_main_process()
+    if distributed.world_size() > 1 and opt.batch_size % distributed.world_size():
+        print(f"main.py: --batch_size {opt.batch_size} (the global batch) must be a multiple of "
+              f"the number of processes ({distributed.world_size()})", file=sys.stderr)
+        return 2
     jt.set_global_seed(opt.manual_seed)
     try:
         train_set = make_loader(get_training_set(opt), opt, shuffle=True)
@@ -87,7 +91,7 @@ def main(argv=None):
     if opt.resume_path:
         resume_file = resolve_resume(opt.resume_path)
         ckpt = read_checkpoint_file(resume_file)
-        load_weights(model, ckpt)
+        load_weights(model, ckpt["state_dict"])
         if ckpt.get("optimizer"):
             optimizer.load_state_dict(ckpt["optimizer"])
         meta = ckpt.get("meta") or {}
@@ -95,6 +99,8 @@ def main(argv=None):
         best_acc = float(meta.get("best_acc", 0.0))
         if main_rank:
             print(f"resumed from {resume_file}: continuing at epoch {begin_epoch}")
+    # Every rank starts from rank 0's weights (frozen ones and buffers included).
+    distributed.broadcast_model(model)
 
     expr_name = opt.expr_name or f"{opt.dataset}_{time.strftime('%Y%m%d-%H%M%S')}"
     folder = os.path.join(opt.result_path, expr_name)
@@ -145,5 +151,14 @@ def main(argv=None):
     return 0
 
 
+def launched_by_mpirun():
+    return any(k in os.environ for k in ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_RANK"))
+
+
 if __name__ == "__main__":
+    if launched_by_mpirun():
+        # Any failure on any rank (bad data, an exception, a non-zero status) ends every
+        # rank with "rank k: <error>" instead of leaving the others in a collective.
+        from core.distributed import run_entry_point
+        sys.exit(run_entry_point(main))
     sys.exit(main())

@@ -1,0 +1,124 @@
+"""main.py end to end on a tiny synthetic dataset: learning, exact resume, safety."""
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import main as train_main
+from core.checkpoint import load_checkpoint
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TINY = ["--resnet_depth", "10", "--snippet_duration", "4", "--sample_size", "48",
+        "--seq_len", "2", "--batch_size", "4", "--learning_rate", "1e-3",
+        "--n_threads", "2", "--manual_seed", "3"]
+
+
+@pytest.fixture(scope="module")
+def data_root(tmp_path_factory):
+    base = tmp_path_factory.mktemp("train")
+    raw, root = base / "raw", base / "data"
+    for cmd in (["tools/make_demo_dataset.py", "--dst", str(raw), "--per_class_train", "2",
+                 "--per_class_test", "1", "--seconds", "1"],
+                ["tools/prepare_dataset.py", "--src", str(raw), "--dst", str(root),
+                 "--split_dir", str(raw / "splits"), "--no_progress"]):
+        subprocess.run([sys.executable] + cmd, cwd=ROOT, check=True, capture_output=True)
+    return root
+
+
+def _args(root, results, name, epochs, *extra):
+    return ["--root_path", str(root), "--result_path", str(results), "--expr_name", name,
+            "--n_epochs", str(epochs)] + TINY + list(extra)
+
+
+def _metrics(folder):
+    with open(os.path.join(folder, "metrics.jsonl")) as f:
+        return [json.loads(line) for line in f]
+
+
+@pytest.fixture(scope="module")
+def full_run(data_root, tmp_path_factory):
+    results = tmp_path_factory.mktemp("results")
+    assert train_main.main(_args(data_root, results, "full", 2)) == 0
+    return results / "full"
+
+
+def test_two_epochs_write_everything_and_loss_goes_down(full_run):
+    names = set(os.listdir(full_run))
+    assert {"save_1.npz", "save_2.npz", "best.npz", "metrics.jsonl", "opts.json",
+            "curves.png"} <= names
+    lines = _metrics(full_run)
+    assert [(r["epoch"], r["split"]) for r in lines] == [
+        (1, "train"), (1, "val"), (2, "train"), (2, "val")]
+    train = [r["loss"] for r in lines if r["split"] == "train"]
+    assert train[1] < train[0]
+    ckpt = load_checkpoint(full_run / "save_2.npz")
+    assert ckpt["meta"]["epoch"] == 3  # the next epoch to run, as the release stores it
+    assert ckpt["optimizer"]["state"][0]["step"] == 8.0  # 16 videos / batch 4, two epochs
+
+
+def test_resume_after_epoch_1_equals_uninterrupted_run(data_root, full_run, tmp_path):
+    assert train_main.main(_args(data_root, tmp_path, "part", 1)) == 0
+    part = tmp_path / "part"
+    assert train_main.main(_args(data_root, tmp_path, "part", 2, "--resume_path", str(part))) == 0
+    a = load_checkpoint(full_run / "save_2.npz")
+    b = load_checkpoint(part / "save_2.npz")
+    assert a["state_dict"].keys() == b["state_dict"].keys()
+    for k in a["state_dict"]:
+        np.testing.assert_allclose(b["state_dict"][k], a["state_dict"][k], rtol=1e-5, atol=1e-7,
+                                   err_msg=k)
+    for i, state in a["optimizer"]["state"].items():
+        np.testing.assert_allclose(b["optimizer"]["state"][i]["exp_avg"], state["exp_avg"],
+                                   rtol=1e-5, atol=1e-8)
+    assert [(r["epoch"], r["split"]) for r in _metrics(part)] == [
+        (1, "train"), (1, "val"), (2, "train"), (2, "val")]
+
+
+def test_existing_experiment_is_never_overwritten(data_root, full_run, capsys):
+    before = {n: os.path.getmtime(full_run / n) for n in os.listdir(full_run)}
+    assert train_main.main(_args(data_root, full_run.parent, "full", 1)) == 2
+    assert "already holds an experiment" in capsys.readouterr().err
+    assert {n: os.path.getmtime(full_run / n) for n in os.listdir(full_run)} == before
+
+
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(data_root, tmp_path, monkeypatch, capsys):
+    import core.loss
+
+    real = core.loss.get_loss
+
+    def poisoned(opt):
+        criterion = real(opt)
+        calls = {"n": 0}
+
+        def loss(logits, target):
+            calls["n"] += 1
+            value = criterion(logits, target)
+            return value * float("nan") if calls["n"] > 4 else value  # from epoch 2 on
+        return loss
+
+    monkeypatch.setattr(core.loss, "get_loss", poisoned)
+    assert train_main.main(_args(data_root, tmp_path, "nan", 3)) == 1
+    err = capsys.readouterr().err
+    assert "nan" in err and "save_1.npz" in err
+    folder = tmp_path / "nan"
+    assert sorted(n for n in os.listdir(folder) if n.startswith("save_")) == ["save_1.npz"]
+    assert load_checkpoint(folder / "save_1.npz")["meta"]["epoch"] == 2
+
+
+def test_no_dataset_gives_a_short_hint_not_a_traceback(tmp_path):
+    proc = subprocess.run([sys.executable, "main.py", "--root_path", str(tmp_path / "nowhere")],
+                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+    assert "tools/prepare_dataset.py" in proc.stderr and "make demo" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) <= 6
+
+
+@pytest.mark.parametrize("script", ["main.py", "test.py", "predict.py", "opts.py"])
+def test_help(script):
+    proc = subprocess.run([sys.executable, script, "--help"], cwd=ROOT, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0
+    assert "--" in proc.stdout and "usage" in proc.stdout
