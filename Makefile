@@ -12,6 +12,9 @@ $(VENV)/.installed: requirements.txt requirements-test.txt
 	$(PY) -m pip install -q -r requirements.txt -r requirements-test.txt
 	@echo "Compiling Jittor's core on first use (a few minutes, once per machine)..."
 	$(PY) -c "import core.jittor_setup"
+	@command -v mpirun >/dev/null 2>&1 && command -v mpicc >/dev/null 2>&1 || \
+		echo "note: OpenMPI is missing, so multi-process training (mpirun) and its tests are \
+unavailable; install it with: sudo apt-get install openmpi-bin libopenmpi-dev"
 	touch $@
 
 venv: $(VENV)/.installed

@@ -155,6 +155,7 @@ def run(argv=None):
     from core.checkpoint import CheckpointError, load_weights
     from core.dataset import get_validation_set, make_loader
     from core.evaluate import build_model, describe_config, evaluate
+    from core.distributed import is_main_process
     from core.loss import get_loss
     from core.report import Report
     from datasets.ve8 import DatasetError
@@ -183,7 +184,9 @@ def run(argv=None):
     model.eval()
     make_loader(val, opt, shuffle=False)
     criterion = get_loss(opt)
-    result = evaluate(model, val, criterion=criterion, desc="test", progress=not opt.no_progress)
+    main_rank = is_main_process()  # under mpirun every rank evaluates its share; rank 0 writes
+    result = evaluate(model, val, criterion=criterion, desc="test",
+                      progress=not opt.no_progress and main_rank)
     meta = ckpt.get("meta") or {}
     info = {"checkpoint": os.path.abspath(opt.resume_path),
             "checkpoint_epoch": _json_safe(meta.get("epoch")),
@@ -192,6 +195,8 @@ def run(argv=None):
             "config": {k: _json_safe(v) for k, v in config.items()},
             "loss_func": opt.loss_func}
     report = Report(result, val.labels, dataset=opt.dataset, info=info)
+    if not main_rank:
+        return report
     out = opt.out or default_out_dir(opt)
     os.makedirs(out, exist_ok=True)
     report.print_report()
@@ -212,4 +217,8 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
+    if any(k in os.environ for k in ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_RANK")):
+        # mpirun: a failure on any rank ends every rank ("rank k: <error>").
+        from core.distributed import run_entry_point
+        sys.exit(run_entry_point(main))
     sys.exit(main())

@@ -4,6 +4,7 @@ Without MPI every function is the single-process identity, so callers need no br
 
 - ``world_size()``, ``rank()``, ``is_main_process()``;
 - ``all_reduce_sum(values)``: float64 sum over processes (numpy in, numpy out);
+- ``broadcast_model(model)``: rank 0's parameters and buffers on every rank;
 - ``average_metrics(metrics)``: sample-weighted training metrics over processes;
 - ``all_gather_rows(rows)``: every process's ``[n_k, D]`` float64 rows, as a list;
 - ``abort(message)`` / ``run_entry_point(main)``: a process that fails takes the whole
@@ -60,6 +61,29 @@ def average_metrics(metrics):
     out = dict(metrics)
     out.update(n=int(round(n)), loss=loss_sum / max(n, 1), acc=correct / max(n, 1))
     return out
+
+
+def broadcast_model(model, root=0):
+    """Copy every parameter and buffer of ``model`` (trainable or frozen, BatchNorm
+    running statistics included) from rank ``root`` to every rank; a no-op without MPI.
+    (Jittor's optimizer broadcasts only the parameters it trains, and ``set_global_seed``
+    seeds each rank differently, so a frozen backbone would differ between ranks.)
+
+    First (with or without MPI) every pending initialisation is computed: Jittor draws
+    lazily-evaluated random numbers in execution order, so materialising the weights
+    here makes a single process and rank 0 draw the same initial weights."""
+    jt.sync_all(True)
+    if not jt.in_mpi:
+        return model
+    for name, var in model.state_dict().items():
+        if not isinstance(var, jt.Var):
+            continue
+        if str(var.dtype) == "int64":  # Jittor's MPI ops map int64 wrongly: go via float64
+            var.update(var.float64().mpi_broadcast(root).int64())
+        else:
+            var.update(var.mpi_broadcast(root))
+    jt.sync_all(True)
+    return model
 
 
 def all_gather_rows(rows):
