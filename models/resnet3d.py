@@ -1,6 +1,8 @@
 """3D ResNets of Hara et al. (shortcut "B"), the visual backbone of VAANet.
 
-Clips travel through the network laid out ``[N, T, C, H, W]`` (see ``models.layers.Conv3d``);
+The backbone takes and returns clips laid out ``[N, T, C, H, W]``; inside, they travel
+channels last, ``[N, T, H, W, C]``, where oneDNN/cuDNN run NHWC convolutions without reorders
+and a 1x1x1 convolution is one matrix product (see ``models.layers.Conv3d``).
 ``resnet3d_backbone`` returns the ``nn.Sequential`` whose children 0-7 are conv1, bn1, relu,
 maxpool, layer1..layer4 — the release's ``resnet`` (avgpool and fc dropped) key for key.
 """
@@ -19,7 +21,7 @@ DEPTHS = {
 
 
 def _bn(channels):
-    return BatchNorm(channels, axis=2)
+    return BatchNorm(channels, axis=4)  # channels last
 
 
 class BasicBlock(nn.Module):
@@ -62,10 +64,21 @@ class Bottleneck(nn.Module):
 
 
 class MaxPool3d(nn.Module):
-    """MaxPool3d(kernel 3, stride 2, padding 1) on ``[N, T, C, H, W]``."""
+    """MaxPool3d(kernel 3, stride 2, padding 1) on ``[N, T, H, W, C]``."""
 
     def execute(self, x):
-        return max_pool(x, (3, 3, 3), (2, 2, 2), (1, 1, 1), axes=(1, 3, 4))
+        return max_pool(x, (3, 3, 3), (2, 2, 2), (1, 1, 1), axes=(1, 2, 3))
+
+
+class ChannelsLastSequential(nn.Sequential):
+    """An ``nn.Sequential`` (same children, same state-dict keys) that takes and returns
+    ``[N, T, C, H, W]`` and runs its children on ``[N, T, H, W, C]``."""
+
+    def execute(self, x):
+        x = x.transpose(0, 1, 3, 4, 2)
+        for layer in self.layers.values():
+            x = layer(x)
+        return x.transpose(0, 1, 4, 2, 3)
 
 
 def _make_layer(block, inplanes, planes, blocks, stride):
@@ -90,7 +103,7 @@ def resnet3d_backbone(depth=101):
     for i, (planes, count) in enumerate(zip((64, 128, 256, 512), counts)):
         layers.append(_make_layer(block, inplanes, planes, count, 1 if i == 0 else 2))
         inplanes = planes * block.expansion
-    return nn.Sequential(*layers)
+    return ChannelsLastSequential(*layers)
 
 
 def output_channels(depth):
