@@ -27,8 +27,8 @@ test: venv
 # own results folder is replaced on each run.
 DEMO := demo
 DEMO_TRAIN := --root_path $(DEMO)/data --result_path $(DEMO)/results --expr_name demo \
-	--resnet_depth 10 --snippet_duration 8 --sample_size 112 --seq_len 4 \
-	--batch_size 8 --n_epochs 8 --learning_rate 1e-3 --manual_seed 1
+	--resnet_depth 10 --snippet_duration 8 --sample_size 64 --seq_len 4 \
+	--batch_size 8 --n_epochs 12 --learning_rate 1e-3 --manual_seed 1
 
 demo: venv
 	$(PY) tools/make_demo_dataset.py --dst $(DEMO)/raw
