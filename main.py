@@ -151,14 +151,6 @@ def main(argv=None):
     return 0
 
 
-def launched_by_mpirun():
-    return any(k in os.environ for k in ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_RANK"))
-
-
 if __name__ == "__main__":
-    if launched_by_mpirun():
-        # Any failure on any rank (bad data, an exception, a non-zero status) ends every
-        # rank with "rank k: <error>" instead of leaving the others in a collective.
-        from core.distributed import run_entry_point
-        sys.exit(run_entry_point(main))
-    sys.exit(main())
+    from core import entry
+    sys.exit(entry.run(main))

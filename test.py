@@ -217,8 +217,5 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    if any(k in os.environ for k in ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_RANK")):
-        # mpirun: a failure on any rank ends every rank ("rank k: <error>").
-        from core.distributed import run_entry_point
-        sys.exit(run_entry_point(main))
-    sys.exit(main())
+    from core import entry
+    sys.exit(entry.run(main))

@@ -5,8 +5,6 @@ import time
 import numpy as np
 from tqdm import tqdm
 
-from core.jittor_setup import jt
-
 
 class NonFiniteLossError(RuntimeError):
     """The training loss became NaN or infinite."""

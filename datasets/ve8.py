@@ -219,7 +219,7 @@ class VE8Dataset(Dataset):
         entry = self.data[index]
         snippets, rng = self.snippet_indices(index, rng)
         params = self.spatial.draw(rng)  # one draw per video, applied to every frame
-        s, t, size = self.seq_len, self.snippet_duration, self.sample_size
+        s, t = self.seq_len, self.snippet_duration
         out = None
         decoded = {}
         for i, snippet in enumerate(snippets):

@@ -3,7 +3,6 @@ import json
 import os
 import shutil
 import subprocess
-import time
 import warnings
 
 import numpy as np

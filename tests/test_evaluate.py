@@ -2,7 +2,6 @@
 randomly initialised VAANet (ResNet-10, 2 snippets of 4 frames, 32 x 32)."""
 import csv
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
