@@ -39,4 +39,4 @@ demo: venv
 	$(PY) test.py $(DEMO_TRAIN) --resume_path $(DEMO)/results/demo/best.npz \
 		--out $(DEMO)/results/demo/test
 	@$(PY) -c "import json; r = json.load(open('$(DEMO)/results/demo/test/report.json')); \
-		print('demo: test accuracy %.3f (%d/%d)' % (r['accuracy'], r['n_correct'], r['n']))"
+		print('demo: test accuracy %.3f (%d/%d)' % (r['accuracy'], r['n_correct'], r['n_videos']))"
