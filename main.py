@@ -28,14 +28,6 @@ def missing_dataset_message(opt):
             f"or try the whole chain on synthetic videos with:  make demo")
 
 
-def build_model(opt):
-    from models.vaanet import VAANet
-    return VAANet(snippet_duration=opt.snippet_duration, sample_size=opt.sample_size,
-                  n_classes=opt.n_classes, seq_len=opt.seq_len,
-                  audio_embed_size=opt.audio_embed_size,
-                  audio_n_segments=opt.audio_n_segments, resnet_depth=opt.resnet_depth)
-
-
 def resolve_resume(path):
     from core.experiment import latest_checkpoint
     if os.path.isdir(path):
@@ -64,6 +56,7 @@ def main(argv=None):
     from core.report import plot_curves
     from core.train import NonFiniteLossError, train_epoch
     from datasets.ve8 import DatasetError
+    from models.vaanet import generate_model
 
     main_rank = distributed.is_main_process()
     if distributed.world_size() > 1 and opt.batch_size % distributed.world_size():
@@ -78,7 +71,7 @@ def main(argv=None):
         print(f"main.py: the dataset under {opt.root_path} is not usable:\n{e}", file=sys.stderr)
         return 2
 
-    model = build_model(opt)
+    model = generate_model(opt)
     if opt.resnet101_pretrained:
         load_pretrained_visual(model, opt.resnet101_pretrained)
     if opt.audio_pretrained:

@@ -51,11 +51,11 @@ def main():
     from core.loss import get_loss
     from core.optimizer import Adam
     from core.train import train_epoch
-    from main import build_model
+    from models.vaanet import generate_model
 
     jt.set_global_seed(opt.manual_seed)
     train_set = make_loader(get_training_set(opt), opt, shuffle=True)
-    model = build_model(opt)
+    model = generate_model(opt)
     optimizer = Adam([q for q in model.parameters() if q.requires_grad], lr=opt.learning_rate)
     criterion = get_loss(opt)
     results = {"videos": train_set.n_samples, "batch_size": opt.batch_size,

@@ -345,13 +345,8 @@ def class_names_for(config, meta=None):
 
 def build_model(config):
     """A VAANet of ``config`` (a dict holding the MODEL_KEYS), in eval mode."""
-    from models.vaanet import VAANet
-    model = VAANet(snippet_duration=config["snippet_duration"], sample_size=config["sample_size"],
-                   n_classes=config["n_classes"], seq_len=config["seq_len"],
-                   audio_embed_size=config["audio_embed_size"],
-                   audio_n_segments=config["audio_n_segments"],
-                   resnet_depth=config["resnet_depth"])
-    return model.eval()
+    from models.vaanet import generate_model
+    return generate_model(config).eval()
 
 
 def describe_config(config):

@@ -121,3 +121,13 @@ class VAANet(nn.Module):
         x = x.reshape(g, b, self.audio_embed_size).transpose(1, 2, 0)  # [B, 256, 16]
         Aa = nn.relu(self.aa_net.scores(x))                            # [B, 16]
         return (x * Aa.unsqueeze(1)).mean(dim=2)                       # [B, 256]
+
+
+def generate_model(config):
+    """A VAANet configured from ``config``: the command-line options (an argparse
+    Namespace) or a dict holding the same keys (e.g. a checkpoint's saved options)."""
+    get = config.get if isinstance(config, dict) else lambda k: getattr(config, k)
+    return VAANet(snippet_duration=get("snippet_duration"), sample_size=get("sample_size"),
+                  n_classes=get("n_classes"), seq_len=get("seq_len"),
+                  audio_embed_size=get("audio_embed_size"),
+                  audio_n_segments=get("audio_n_segments"), resnet_depth=get("resnet_depth"))
