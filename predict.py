@@ -194,6 +194,7 @@ def polarity_of(config, class_names):
 
 def summarize(video, checkpoint, extracted, config, class_names, meta, probs, logits, gamma,
               snippets, top):
+    from core.evaluate import json_safe
     info = extracted["info"]
     vfps = info.fps or 30.0
     order = sorted(range(len(probs)), key=lambda i: (-float(probs[i]), i))
@@ -222,8 +223,8 @@ def summarize(video, checkpoint, extracted, config, class_names, meta, probs, lo
         "n_frames": int(extracted["n_frames"]),
         "has_sound": extracted["has_sound"],
         "checkpoint": os.path.abspath(checkpoint),
-        "checkpoint_epoch": _plain(meta.get("epoch")),
-        "config": {k: _plain(v) for k, v in config.items()},
+        "checkpoint_epoch": json_safe(meta.get("epoch")),
+        "config": {k: json_safe(v) for k, v in config.items()},
         "prediction": {"class": class_names[best], "index": int(best), "prob": float(probs[best])},
         "top": [{"class": class_names[i], "index": int(i), "prob": float(probs[i])}
                 for i in order[:top]],
@@ -236,15 +237,6 @@ def summarize(video, checkpoint, extracted, config, class_names, meta, probs, lo
         },
         "snippets": snips,
     }
-
-
-def _plain(v):
-    if isinstance(v, (str, int, float, bool)) or v is None:
-        return v
-    try:
-        return v.item()
-    except (AttributeError, ValueError):
-        return str(v)
 
 
 def format_text(s):

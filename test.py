@@ -138,15 +138,6 @@ def default_out_dir(opt):
     return os.path.join(opt.result_path, opt.expr_name or stem, "test")
 
 
-def _json_safe(v):
-    if isinstance(v, (str, int, float, bool)) or v is None:
-        return v
-    try:
-        return v.item()
-    except (AttributeError, ValueError):
-        return str(v)
-
-
 def run(argv=None):
     opt, ckpt = resolve_options(argv)
     check_dataset(opt)
@@ -154,7 +145,7 @@ def run(argv=None):
     from core.jittor_setup import jt  # noqa: F401  (configures Jittor first)
     from core.checkpoint import CheckpointError, load_weights
     from core.dataset import get_validation_set, make_loader
-    from core.evaluate import build_model, describe_config, evaluate
+    from core.evaluate import build_model, describe_config, evaluate, json_safe
     from core.distributed import is_main_process
     from core.loss import get_loss
     from core.report import Report
@@ -189,10 +180,10 @@ def run(argv=None):
                       progress=not opt.no_progress and main_rank)
     meta = ckpt.get("meta") or {}
     info = {"checkpoint": os.path.abspath(opt.resume_path),
-            "checkpoint_epoch": _json_safe(meta.get("epoch")),
+            "checkpoint_epoch": json_safe(meta.get("epoch")),
             "split": "validation",
             "annotation_path": os.path.abspath(opt.annotation_path),
-            "config": {k: _json_safe(v) for k, v in config.items()},
+            "config": {k: json_safe(v) for k, v in config.items()},
             "loss_func": opt.loss_func}
     report = Report(result, val.labels, dataset=opt.dataset, info=info)
     if not main_rank:

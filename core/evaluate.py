@@ -349,6 +349,16 @@ def build_model(config):
     return generate_model(config).eval()
 
 
+def json_safe(v):
+    """A checkpoint meta or config value as a plain JSON value (numpy scalars unwrapped)."""
+    if isinstance(v, (str, int, float, bool)) or v is None:
+        return v
+    try:
+        return v.item()
+    except (AttributeError, ValueError):
+        return str(v)
+
+
 def describe_config(config):
     return ", ".join(f"{k} {config[k]}" for k in MODEL_KEYS if k in config)
 
