@@ -22,12 +22,12 @@ def run(argv):
     from core.dataset import get_training_set, make_loader
     from core.loss import get_loss
     from core.optimizer import Adam
-    from main import build_model
+    from models.vaanet import generate_model
 
     opt = parse_opts(rest)
     jt.set_global_seed(opt.manual_seed)
     loader = make_loader(get_training_set(opt), opt, shuffle=True)
-    model = build_model(opt)
+    model = generate_model(opt)
     distributed.broadcast_model(model)
     criterion = get_loss(opt)
     optimizer = Adam([p for p in model.parameters() if p.requires_grad],
@@ -37,13 +37,11 @@ def run(argv):
     times = []
     start = time.time()
     max_steps = int(os.environ.get("MPI_DRIVER_STEPS", "1000000"))
-    for step, (visual, target, audio, ids) in enumerate(loader):
+    for step, (visual, target, audio, _) in enumerate(loader):
         if step >= max_steps:
             break
         logits, *_ = model(visual, audio)
         loss = criterion(logits, target)
-        if os.environ.get("MPI_DRIVER_DEBUG"):
-            print(distributed.rank(), list(ids), float(visual.float32().sum()), float(audio.sum()), logits.numpy().tolist(), loss.item(), flush=True)
         optimizer.step(loss)
         jt.sync_all(True)
         times.append(time.time() - start)
