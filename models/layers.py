@@ -5,13 +5,11 @@
   biased variance to normalise but the unbiased one (n / (n - 1)) for running_var. Batch
   statistics are accumulated in float64, since a float32 mean over the ~25,000 values per
   channel of the backbone loses ~1e-3 relative on the CPU.
-- ``Conv3d``: a 3D convolution on channels-last clips ``[N, T, H, W, C]``, computed as a sum
-  over its temporal taps of 2D convolutions that run on oneDNN (CPU) or cuDNN (CUDA) in
-  NHWC layout; Jittor's stock Conv3d is ~100x slower on the CPU. A 1x1x1 convolution (2/3 of
-  a bottleneck's) is one matrix product, [N*T*H*W, C_in] x [C_in, C_out]: ~1.8x faster than
-  oneDNN's 1x1 convolution on NCHW frames, which reorders its input and output every call.
-  With channels last every frame is a contiguous NHWC image, so no transposes are needed
-  between layers. conv1 (3 input channels) gathers its 7 taps into channels instead.
+- ``Conv3d``: a 3D convolution on channels-last clips ``[N, T, H, W, C]``, one oneDNN call
+  on the CPU (Jittor's stock Conv3d is ~100x slower there) and one cuDNN call on CUDA. A
+  1x1x1 convolution (2/3 of a bottleneck's) is one matrix product, [N*T*H*W, C_in] x
+  [C_in, C_out]: ~1.8x faster than oneDNN's 1x1 convolution, which reorders its input and
+  output every call. With channels last no transposes are needed between layers.
 - ``max_pool``: max pooling with implicit -inf padding, which also accepts a window as large
   as its input (Jittor's ``nn.Pool`` refuses that).
 - ``Conv1d``/``Linear``: the 1x1 Conv1d and Linear of PyTorch, with PyTorch's default init.
@@ -22,6 +20,8 @@ import math
 
 from core.jittor_setup import jt
 from jittor import nn
+
+from models.kernels import onednn_ops
 
 
 def kaiming_normal_fan_out(var):
@@ -99,12 +99,15 @@ class BatchNorm(nn.Module):
         return x * scale.reshape(shape) + shift.reshape(shape)
 
 
-# Conv3d gathers its temporal taps into channels when kt * C_in is at most this (conv1).
-TEMPORAL_IM2COL_MAX_CHANNELS = 32
-
-
 class Conv3d(nn.Module):
-    """PyTorch's Conv3d (no bias) on channels-last clips ``[N, T, H, W, C]``."""
+    """PyTorch's Conv3d (no bias) on channels-last clips ``[N, T, H, W, C]``.
+
+    It serves the frozen backbone, so it is computed without a gradient where it can be:
+    one oneDNN 3D convolution on the CPU (``models/kernels``), one cuDNN 3D convolution in
+    NDHWC layout on CUDA, and a 1x1x1 convolution as one matrix product on either. Only
+    where neither library is there does it fall back to Jittor's ``conv2d`` summed over the
+    temporal taps, which also carries a gradient.
+    """
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0):
         super().__init__()
@@ -115,14 +118,38 @@ class Conv3d(nn.Module):
         kaiming_normal_fan_out(self.weight)
 
     def execute(self, x):
+        direct = jt.flags.no_grad or not (x.requires_grad or self.weight.requires_grad)
         if self.kernel_size == (1, 1, 1) and self.padding == (0, 0, 0):
-            return self._pointwise(x)
-        if self.kernel_size[0] * x.shape[-1] <= TEMPORAL_IM2COL_MAX_CHANNELS:
-            return self._temporal_im2col(x)
+            return self._pointwise(x, direct)
+        if jt.flags.use_cuda and jt.compile_extern.cudnn is not None:
+            return jt.cudnn.ops.cudnn_conv3d(x, self.weight, *self.stride, *self.padding,
+                                             1, 1, 1, 1, "ndhwc")
+        if direct and not jt.flags.use_cuda and onednn_ops() is not None:
+            return onednn_ops().onednn_conv3d(x, self.weight, *self.stride, *self.padding)
+        return self._temporal_sum(x)
+
+    def _pointwise(self, x, direct):
+        """1x1x1 convolution: [N*T*H*W, C_in] x [C_out, C_in]^T over every (strided)
+        position. BLAS reads the weight transposed in place: a transposed copy of every
+        weight would be built ahead of the layers, all alive at once."""
+        st, sh, sw = self.stride
+        if (st, sh, sw) != (1, 1, 1):
+            x = x[:, ::st, ::sh, ::sw]
         n, t, h, w, c = x.shape
-        kt = self.kernel_size[0]
-        st = self.stride[0]
-        pt = self.padding[0]
+        weight = self.weight.reshape(self.weight.shape[0], c)
+        x2 = x.reshape(n * t * h * w, c)
+        if direct and jt.flags.use_cuda and jt.compile_extern.cublas_ops is not None:
+            y = jt.compile_extern.cublas_ops.cublas_matmul(x2, weight, 0, 1)
+        elif direct and not jt.flags.use_cuda and jt.compile_extern.mkl_ops is not None:
+            y = jt.mkl_ops.mkl_matmul(x2, weight, False, True)
+        else:
+            y = jt.matmul(x2, weight.transpose(1, 0))
+        return y.reshape(n, t, h, w, -1)
+
+    def _temporal_sum(self, x):
+        """The portable path: a sum over the temporal taps of 2D convolutions."""
+        n, t, h, w, c = x.shape
+        kt, st, pt = self.kernel_size[0], self.stride[0], self.padding[0]
         t_out = (t + 2 * pt - kt) // st + 1
         out = None
         for k in range(kt):
@@ -134,80 +161,28 @@ class Conv3d(nn.Module):
             lo, hi = valid[0], valid[-1] + 1
             start = lo * st + first
             frames = x[:, start:start + (hi - lo - 1) * st + 1:st]
-            y = conv2d_nhwc(frames.reshape(n * (hi - lo), h, w, c), self.weight[:, :, k],
-                            self.stride[1:], self.padding[1:])
+            frames = frames.reshape(n * (hi - lo), h, w, c).transpose(0, 3, 1, 2)
+            y = nn.conv2d(frames, self.weight[:, :, k], stride=self.stride[1:],
+                          padding=self.padding[1:]).transpose(0, 2, 3, 1)
             y = y.reshape((n, hi - lo) + tuple(y.shape[1:]))
             if lo > 0 or hi < t_out:
                 y = _pad_axis(y, 1, lo, t_out - hi, 0.0)
             out = y if out is None else out + y
         return out
 
-    def _temporal_im2col(self, x):
-        """For few input channels (conv1: 3 channels, 7 taps): gather the ``kt`` input frames
-        of every output frame side by side along channels, ``[N, T', H, W, kt*C]`` (zeros
-        outside the clip), and run one 2D convolution with ``kt*C`` input channels. Summing
-        7 taps keeps their 7 full-size outputs (and padded copies) alive at once: this cut
-        the backbone's peak working memory from ~760 to ~245 MB at 4 clips (speed about the
-        same). Its rounding is that of a direct 3D convolution (PyTorch's own float32 conv1
-        error), a little above the tap sum's."""
-        n, t, h, w, c = x.shape
-        kt, st, pt = self.kernel_size[0], self.stride[0], self.padding[0]
-        t_out = (t + 2 * pt - kt) // st + 1
-        frames = x.reindex([n, t_out, h, w, kt, c],
-                           ["i0", f"i1*{st}+i4-{pt}", "i2", "i3", "i5"], overflow_value=0)
-        co = self.weight.shape[0]
-        weight = self.weight.transpose(0, 2, 1, 3, 4).reshape(co, kt * c, *self.kernel_size[1:])
-        y = conv2d_nhwc(frames.reshape(n * t_out, h, w, kt * c), weight,
-                        self.stride[1:], self.padding[1:])
-        return y.reshape((n, t_out) + tuple(y.shape[1:]))
-
-    def _pointwise(self, x):
-        """1x1x1 convolution as one matrix product over every position (strided positions
-        are picked first)."""
-        st, sh, sw = self.stride
-        if (st, sh, sw) != (1, 1, 1):
-            x = x[:, ::st, ::sh, ::sw]
-        n, t, h, w, c = x.shape
-        weight = self.weight.reshape(self.weight.shape[0], c).transpose(1, 0)
-        return jt.matmul(x.reshape(n * t * h * w, c), weight).reshape(n, t, h, w, -1)
-
-
-def conv2d_nhwc(x, weight, stride, padding):
-    """2D convolution of NHWC images ``x`` with an OIHW ``weight``, straight on oneDNN (CPU)
-    or cuDNN (CUDA) with NHWC in and out: no layout reorder around it.
-
-    These direct calls define no gradient; the frozen backbone does not need one. When a
-    gradient is asked for (or CUDA runs without cuDNN), it goes through NCHW and
-    ``nn.conv2d``."""
-    sh, sw = stride
-    ph, pw = padding
-    direct = jt.flags.no_grad or not (x.requires_grad or weight.requires_grad)
-    if jt.flags.use_cuda and jt.compile_extern.cudnn is None:
-        direct = False  # Jittor runs without cuDNN: its own conv kernels, NCHW
-    if not direct:
-        y = nn.conv2d(x.transpose(0, 3, 1, 2), weight, stride=stride, padding=padding)
-        return y.transpose(0, 2, 3, 1)
-    if jt.flags.use_cuda:
-        return jt.cudnn.ops.cudnn_conv(x, weight, sh, sw, ph, pw, 1, 1, 1,
-                                       "acdb", "oihw", "acdb")
-    return jt.mkl_ops.mkl_conv(x, weight, sh, sw, ph, pw, 1, 1, 1, "acdb", "oihw", "acdb")
-
 
 def max_pool(x, kernel_size, stride, padding, axes):
-    """Max pooling along ``axes`` (one kernel/stride/padding per axis), -inf padding."""
-    for axis, k, s, p in zip(axes, kernel_size, stride, padding):
-        if p:
-            x = _pad_axis(x, axis, p, p, float("-inf"))
-        size = x.shape[axis]
-        n_out = (size - k) // s + 1
-        out = None
-        for j in range(k):
-            index = [slice(None)] * x.ndim
-            index[axis] = slice(j, j + (n_out - 1) * s + 1, s)
-            part = x[tuple(index)]
-            out = part if out is None else jt.maximum(out, part)
-        x = out
-    return x
+    """Max pooling along ``axes`` (one kernel/stride/padding per axis), -inf padding.
+
+    One gather of every window (positions outside the input read -inf) reduced by max,
+    which Jittor fuses into one kernel: no padded copy of the input is made."""
+    shape, index, window = list(x.shape), [f"i{d}" for d in range(x.ndim)], []
+    for j, (axis, k, s, p) in enumerate(zip(axes, kernel_size, stride, padding)):
+        shape[axis] = (x.shape[axis] + 2 * p - k) // s + 1
+        index[axis] = f"i{axis}*{s}+i{x.ndim + j}-{p}"
+        window.append(k)
+    windows = x.reindex(shape + window, index, overflow_value=float("-inf"))
+    return windows.max(dims=tuple(range(x.ndim, x.ndim + len(window))))
 
 
 def _pad_axis(x, axis, before, after, value):
