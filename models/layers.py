@@ -21,7 +21,8 @@ import math
 from core.jittor_setup import jt
 from jittor import nn
 
-from models.kernels import onednn_ops
+from models.kernels.batchnorm import batch_norm_train
+from models.kernels.onednn import onednn_ops
 
 
 def kaiming_normal_fan_out(var):
@@ -74,29 +75,44 @@ class BatchNorm(nn.Module):
 
     def execute(self, x):
         shape = self._channel_shape(x.ndim)
-        if self.is_training():
-            axes = tuple(i for i in range(x.ndim) if i != self._axis)
-            n = x.numel() // self.num_features
-            xd = x.float64()
-            if jt.in_mpi and jt.world_size > 1:  # statistics of the global batch
-                mean, var, unbias = self._mpi_moments(xd, axes, n)
-            else:
-                mean = xd.mean(dims=axes, keepdims=True)
-                var = ((xd - mean) ** 2).mean(dims=axes, keepdims=True)
-                unbias = n / (n - 1) if n > 1 else None
-            if unbias is not None:
-                m = self.momentum
-                self.running_mean.update(
-                    ((1 - m) * self.running_mean + m * mean.reshape(-1).float32()).stop_grad())
-                self.running_var.update(
-                    ((1 - m) * self.running_var
-                     + m * (var.reshape(-1) * unbias).float32()).stop_grad())
-                self.num_batches_tracked.update((self.num_batches_tracked + 1).stop_grad())
-            scale = (self.weight.reshape(shape).float64() / (var + self.eps).sqrt()).float32()
-            return (x - mean.float32()) * scale + self.bias.reshape(shape)
-        scale = self.weight / (self.running_var + self.eps).sqrt()
-        shift = self.bias - self.running_mean * scale
-        return x * scale.reshape(shape) + shift.reshape(shape)
+        if not self.is_training():
+            scale = self.weight / (self.running_var + self.eps).sqrt()
+            shift = self.bias - self.running_mean * scale
+            return x * scale.reshape(shape) + shift.reshape(shape)
+        n = x.numel() // self.num_features
+        unbias = n / (n - 1) if n > 1 else None
+        if jt.in_mpi and jt.world_size > 1:  # statistics of the global batch
+            y, mean, var, unbias = self._graph_train(x, self._mpi_moments)
+        elif jt.flags.use_cuda:
+            y, mean, var, _ = self._graph_train(x, self._local_moments)
+        else:  # the CPU kernels, same arithmetic
+            outer = int(math.prod(x.shape[:self._axis]))
+            y, mean, var = batch_norm_train(x.reshape(outer, self.num_features, -1),
+                                            self.weight, self.bias, self.eps)
+            y = y.reshape(x.shape)
+        if unbias is not None:
+            m = self.momentum
+            self.running_mean.update(
+                ((1 - m) * self.running_mean + m * mean.reshape(-1).float32()).stop_grad())
+            self.running_var.update(
+                ((1 - m) * self.running_var
+                 + m * (var.reshape(-1) * unbias).float32()).stop_grad())
+            self.num_batches_tracked.update((self.num_batches_tracked + 1).stop_grad())
+        return y
+
+    def _local_moments(self, xd, axes, n):
+        mean = xd.mean(dims=axes, keepdims=True)
+        var = ((xd - mean) ** 2).mean(dims=axes, keepdims=True)
+        return mean, var, None
+
+    def _graph_train(self, x, moments):
+        """Training-mode normalisation as Jittor graph ops (CUDA, MPI), float64 statistics
+        from ``moments(x_float64, axes, n) -> (mean, biased var, unbias factor)``."""
+        shape = self._channel_shape(x.ndim)
+        axes = tuple(i for i in range(x.ndim) if i != self._axis)
+        mean, var, unbias = moments(x.float64(), axes, x.numel() // self.num_features)
+        scale = (self.weight.reshape(shape).float64() / (var + self.eps).sqrt()).float32()
+        return (x - mean.float32()) * scale + self.bias.reshape(shape), mean, var, unbias
 
 
 class Conv3d(nn.Module):
