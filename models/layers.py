@@ -239,7 +239,8 @@ class Conv2d(nn.Module):
 
 
 class Conv1d(nn.Module):
-    """PyTorch's Conv1d with kernel size 1 on ``[N, C, L]``, as a matrix product."""
+    """PyTorch's Conv1d with kernel size 1 on ``[N, C, L]``, as one 2D matrix product over
+    every position (a batched product would be computed as a broadcast and a reduction)."""
 
     def __init__(self, in_channels, out_channels, bias=True):
         super().__init__()
@@ -248,8 +249,12 @@ class Conv1d(nn.Module):
         self.bias = jt.zeros(out_channels) if bias else None
 
     def execute(self, x):
-        y = jt.matmul(self.weight[:, :, 0], x)
-        return y + self.bias.reshape(1, -1, 1) if self.bias is not None else y
+        n, c, length = x.shape
+        rows = x.transpose(0, 2, 1).reshape(n * length, c)
+        y = jt.matmul(rows, self.weight[:, :, 0].transpose(1, 0))
+        if self.bias is not None:
+            y = y + self.bias
+        return y.reshape(n, length, -1).transpose(0, 2, 1)
 
 
 class Linear(nn.Module):
