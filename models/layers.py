@@ -22,7 +22,7 @@ from core.jittor_setup import jt
 from jittor import nn
 
 from models.kernels.batchnorm import batch_norm_train
-from models.kernels.onednn import onednn_ops
+from models.kernels.onednn import conv3d_ndhwc, onednn_ops
 
 
 def kaiming_normal_fan_out(var):
@@ -118,11 +118,10 @@ class BatchNorm(nn.Module):
 class Conv3d(nn.Module):
     """PyTorch's Conv3d (no bias) on channels-last clips ``[N, T, H, W, C]``.
 
-    It serves the frozen backbone, so it is computed without a gradient where it can be:
-    one oneDNN 3D convolution on the CPU (``models/kernels``), one cuDNN 3D convolution in
-    NDHWC layout on CUDA, and a 1x1x1 convolution as one matrix product on either. Only
-    where neither library is there does it fall back to Jittor's ``conv2d`` summed over the
-    temporal taps, which also carries a gradient.
+    One oneDNN 3D convolution on the CPU (``models/kernels/onednn.py``), one cuDNN 3D
+    convolution in NDHWC layout on CUDA, and a 1x1x1 convolution as one matrix product on
+    either. Only where neither library is there does it fall back to Jittor's ``conv2d``
+    summed over the temporal taps.
     """
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0):
@@ -134,14 +133,14 @@ class Conv3d(nn.Module):
         kaiming_normal_fan_out(self.weight)
 
     def execute(self, x):
-        direct = jt.flags.no_grad or not (x.requires_grad or self.weight.requires_grad)
         if self.kernel_size == (1, 1, 1) and self.padding == (0, 0, 0):
+            direct = jt.flags.no_grad or not (x.requires_grad or self.weight.requires_grad)
             return self._pointwise(x, direct)
         if jt.flags.use_cuda and jt.compile_extern.cudnn is not None:
             return jt.cudnn.ops.cudnn_conv3d(x, self.weight, *self.stride, *self.padding,
                                              1, 1, 1, 1, "ndhwc")
-        if direct and not jt.flags.use_cuda and onednn_ops() is not None:
-            return onednn_ops().onednn_conv3d(x, self.weight, *self.stride, *self.padding)
+        if not jt.flags.use_cuda and onednn_ops() is not None:
+            return conv3d_ndhwc(x, self.weight, self.stride, self.padding)
         return self._temporal_sum(x)
 
     def _pointwise(self, x, direct):
@@ -219,8 +218,8 @@ def _triple(v):
 
 
 class Conv2d(nn.Module):
-    """PyTorch's Conv2d without bias; ``init`` is 'fan_out' (torchvision's ResNets) or
-    'default' (PyTorch's default for a new layer)."""
+    """PyTorch's Conv2d without bias, on channels-last images ``[N, H, W, C]``; ``init`` is
+    'fan_out' (torchvision's ResNets) or 'default' (PyTorch's default for a new layer)."""
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0,
                  init="fan_out"):
@@ -235,7 +234,20 @@ class Conv2d(nn.Module):
             torch_default_uniform(self.weight, in_channels * int(math.prod(self.kernel_size)))
 
     def execute(self, x):
-        return nn.conv2d(x, self.weight, stride=self.stride, padding=self.padding)
+        if jt.flags.use_cuda and jt.compile_extern.cudnn is not None:
+            return jt.cudnn.ops.cudnn_conv(x, self.weight, *self.stride, *self.padding,
+                                           1, 1, 1, "acdb", "oihw", "acdb")
+        if not jt.flags.use_cuda and onednn_ops() is not None:
+            # as a 3D convolution of depth 1
+            n, h, w, c = x.shape
+            o = self.weight.shape[0]
+            y = conv3d_ndhwc(x.reshape(n, 1, h, w, c),
+                             self.weight.reshape(o, c, 1, *self.kernel_size),
+                             (1,) + self.stride, (0,) + self.padding)
+            return y.reshape(y.shape[0], *y.shape[2:])
+        y = nn.conv2d(x.transpose(0, 3, 1, 2), self.weight, stride=self.stride,
+                      padding=self.padding)
+        return y.transpose(0, 2, 3, 1)
 
 
 class Conv1d(nn.Module):

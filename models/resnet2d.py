@@ -1,7 +1,7 @@
 """The audio stream's 2D ResNet-18 (torchvision's layout) over MFCC segments.
 
 Its first convolution is the release's Conv2d(1, 64, (7, 1), stride (2, 1), padding (3, 0)),
-and it ends with AvgPool2d((8, 2)). ``audio_resnet18`` returns the ``nn.Sequential`` whose
+and it ends with AvgPool2d((8, 2)). It runs channels last, on ``[N, H, W, C]``. ``audio_resnet18`` returns the ``nn.Sequential`` whose
 children 0-8 are conv1, bn1, relu, maxpool, layer1..layer4, avgpool: the release's
 ``a_resnet`` key for key, so torchvision's ImageNet weights load into children 1 and 4-7.
 """
@@ -10,13 +10,17 @@ from jittor import nn
 from models.layers import BatchNorm, Conv2d, max_pool
 
 
+def _bn(channels):
+    return BatchNorm(channels, axis=3)  # channels last
+
+
 class BasicBlock(nn.Module):
     def __init__(self, inplanes, planes, stride=1, downsample=None):
         super().__init__()
         self.conv1 = Conv2d(inplanes, planes, 3, stride, 1)
-        self.bn1 = BatchNorm(planes)
+        self.bn1 = _bn(planes)
         self.conv2 = Conv2d(planes, planes, 3, 1, 1)
-        self.bn2 = BatchNorm(planes)
+        self.bn2 = _bn(planes)
         self.downsample = downsample
 
     def execute(self, x):
@@ -30,7 +34,7 @@ class MaxPool2d(nn.Module):
     """MaxPool2d(kernel 3, stride 2, padding 1)."""
 
     def execute(self, x):
-        return max_pool(x, (3, 3), (2, 2), (1, 1), axes=(2, 3))
+        return max_pool(x, (3, 3), (2, 2), (1, 1), axes=(1, 2))
 
 
 class AvgPool2d(nn.Module):
@@ -43,16 +47,16 @@ class AvgPool2d(nn.Module):
 
     def execute(self, x):
         kh, kw = self.kernel_size
-        n, c, h, w = x.shape
+        n, h, w, c = x.shape
         ho, wo = h // kh, w // kw
-        x = x[:, :, :ho * kh, :wo * kw].reshape(n, c, ho, kh, wo, kw)
-        return x.mean(dims=(3, 5))
+        x = x[:, :ho * kh, :wo * kw].reshape(n, ho, kh, wo, kw, c)
+        return x.mean(dims=(2, 4))
 
 
 def _make_layer(inplanes, planes, blocks, stride):
     downsample = None
     if stride != 1 or inplanes != planes:
-        downsample = nn.Sequential(Conv2d(inplanes, planes, 1, stride), BatchNorm(planes))
+        downsample = nn.Sequential(Conv2d(inplanes, planes, 1, stride), _bn(planes))
     layers = [BasicBlock(inplanes, planes, stride, downsample)]
     layers += [BasicBlock(planes, planes) for _ in range(1, blocks)]
     return nn.Sequential(*layers)
@@ -61,7 +65,7 @@ def _make_layer(inplanes, planes, blocks, stride):
 def audio_resnet18():
     return nn.Sequential(
         Conv2d(1, 64, (7, 1), (2, 1), (3, 0), init="default"),
-        BatchNorm(64), nn.ReLU(), MaxPool2d(),
+        _bn(64), nn.ReLU(), MaxPool2d(),
         _make_layer(64, 64, 2, 1), _make_layer(64, 128, 2, 2),
         _make_layer(128, 256, 2, 2), _make_layer(256, 512, 2, 2),
         AvgPool2d((8, 2)))

@@ -113,10 +113,10 @@ class VAANet(nn.Module):
         b, length, n_mfcc = audio.shape
         g = self.audio_n_segments
         seg = length // g
-        # [B, 4096, 32] -> [16*B, 1, 256, 32], segment-major rows (g*B + b)
+        # [B, 4096, 32] -> [16*B, 256, 32, 1], segment-major rows (g*B + b), channels last
         x = audio[:, :g * seg].reshape(b, g, seg, n_mfcc).transpose(1, 0, 2, 3)
-        x = x.reshape(g * b, 1, seg, n_mfcc)
-        x = self.a_resnet(x).reshape(g * b, -1)                        # [16*B, 512]
+        x = x.reshape(g * b, seg, n_mfcc, 1)
+        x = self.a_resnet(x).transpose(0, 3, 1, 2).reshape(g * b, -1)  # [16*B, 512]
         x = self.a_fc(x)                                               # [16*B, 256]
         x = x.reshape(g, b, self.audio_embed_size).transpose(1, 2, 0)  # [B, 256, 16]
         Aa = nn.relu(self.aa_net.scores(x))                            # [B, 16]

@@ -1,14 +1,23 @@
-"""A 3D convolution (``onednn_conv3d_op.cc``) compiled on first use against the oneDNN
-that Jittor itself uses on the CPU (``~/.cache/jittor/mkl/dnnl_*``).
+"""Float32 convolutions on channels-last tensors, straight on oneDNN (the copy Jittor
+itself uses on the CPU, ``~/.cache/jittor/mkl/dnnl_*``), compiled on first use.
 
-``onednn_ops()`` returns the compiled module (``onednn_conv3d``), or None when Jittor
-runs without oneDNN (then callers use their portable path).
+Jittor's own CPU convolutions (``mkl_conv`` and its backward ops) take NCHW and let oneDNN
+allocate reordered copies of every input, output and weight with malloc on each call. The
+ops here (``onednn_conv3d*_op.cc``) read and write NDHWC activations in place and keep the
+one weight reorder in Jittor's caching allocator.
+
+- ``onednn_ops()``: the compiled module, or None when Jittor runs without oneDNN.
+- ``conv3d_ndhwc(x, w, stride, padding)``: ``x [N, D, H, W, C]``, ``w [O, C, KD, KH, KW]``
+  -> ``[N, D', H', W', O]``, with a gradient for ``x`` and ``w``. A 2D convolution is
+  the case D = KD = 1.
 """
 import functools
 import glob
 import os
 
 from core.jittor_setup import jt
+
+_OPS = ("onednn_conv3d", "onednn_conv3d_backward_x", "onednn_conv3d_backward_w")
 
 
 @functools.lru_cache(maxsize=None)
@@ -25,6 +34,28 @@ def onednn_ops():
     here = os.path.dirname(os.path.abspath(__file__))
     flags = (f' -I"{os.path.join(home, "include")}" -L"{os.path.join(home, "lib")}"'
              f' -lmkldnn ')
-    return jt.compile_custom_ops([os.path.join(here, "onednn_conv3d_op.h"),
-                                  os.path.join(here, "onednn_conv3d_op.cc")],
-                                 extra_flags=flags)
+    files = [os.path.join(here, "onednn_conv3d_common.h")]
+    files += [os.path.join(here, f"{op}_op.{ext}") for op in _OPS for ext in ("h", "cc")]
+    return jt.compile_custom_ops(files, extra_flags=flags)
+
+
+class _Conv3d(jt.Function):
+    def __init__(self, stride, padding):
+        self.stride, self.padding = tuple(stride), tuple(padding)
+
+    def execute(self, x, w):
+        self.saved = (x, w)
+        return onednn_ops().onednn_conv3d(x, w, *self.stride, *self.padding)
+
+    def grad(self, dy):
+        x, w = self.saved
+        ops = onednn_ops()
+        dx = ops.onednn_conv3d_backward_x(w, dy, *x.shape[1:4], *self.stride, *self.padding)
+        dw = ops.onednn_conv3d_backward_w(x, dy, *w.shape[2:], *self.stride, *self.padding)
+        return dx, dw
+
+
+def conv3d_ndhwc(x, w, stride, padding):
+    if jt.flags.no_grad or not (x.requires_grad or w.requires_grad):
+        return onednn_ops().onednn_conv3d(x, w, *stride, *padding)
+    return _Conv3d(stride, padding)(x, w)

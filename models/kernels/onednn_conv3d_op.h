@@ -1,6 +1,6 @@
-// A float32 3D convolution on oneDNN: channels-last clips x [N, D, H, W, C] and a weight in
-// PyTorch's layout [O, I, KD, KH, KW] give y [N, D', H', W', O]. Inference only (no
-// gradient): it serves the frozen 3D ResNet. Loaded by models/kernels/__init__.py.
+// A float32 3D convolution on oneDNN: channels-last x [N, D, H, W, C] and a weight in
+// PyTorch's layout [O, I, KD, KH, KW] give y [N, D', H', W', O]. A 2D convolution is the
+// case D = KD = 1. Gradients: onednn_conv3d_backward_x / _w (models/kernels/onednn.py).
 #pragma once
 #include "op.h"
 
