@@ -73,22 +73,24 @@ class BatchNorm(nn.Module):
         var = (dev / count).reshape(self._channel_shape(xd.ndim))
         return mean, var, (count / (count - 1)).stop_grad()
 
-    def execute(self, x):
+    def execute(self, x, relu=False):
+        """Normalise ``x``; ``relu=True`` also applies ReLU (fused into the CPU kernels)."""
         shape = self._channel_shape(x.ndim)
         if not self.is_training():
             scale = self.weight / (self.running_var + self.eps).sqrt()
             shift = self.bias - self.running_mean * scale
-            return x * scale.reshape(shape) + shift.reshape(shape)
+            y = x * scale.reshape(shape) + shift.reshape(shape)
+            return nn.relu(y) if relu else y
         n = x.numel() // self.num_features
         unbias = n / (n - 1) if n > 1 else None
         if jt.in_mpi and jt.world_size > 1:  # statistics of the global batch
-            y, mean, var, unbias = self._graph_train(x, self._mpi_moments)
+            y, mean, var, unbias = self._graph_train(x, self._mpi_moments, relu)
         elif jt.flags.use_cuda:
-            y, mean, var, _ = self._graph_train(x, self._local_moments)
+            y, mean, var, _ = self._graph_train(x, self._local_moments, relu)
         else:  # the CPU kernels, same arithmetic
             outer = int(math.prod(x.shape[:self._axis]))
             y, mean, var = batch_norm_train(x.reshape(outer, self.num_features, -1),
-                                            self.weight, self.bias, self.eps)
+                                            self.weight, self.bias, self.eps, relu)
             y = y.reshape(x.shape)
         if unbias is not None:
             m = self.momentum
@@ -105,14 +107,15 @@ class BatchNorm(nn.Module):
         var = ((xd - mean) ** 2).mean(dims=axes, keepdims=True)
         return mean, var, None
 
-    def _graph_train(self, x, moments):
+    def _graph_train(self, x, moments, relu):
         """Training-mode normalisation as Jittor graph ops (CUDA, MPI), float64 statistics
         from ``moments(x_float64, axes, n) -> (mean, biased var, unbias factor)``."""
         shape = self._channel_shape(x.ndim)
         axes = tuple(i for i in range(x.ndim) if i != self._axis)
         mean, var, unbias = moments(x.float64(), axes, x.numel() // self.num_features)
         scale = (self.weight.reshape(shape).float64() / (var + self.eps).sqrt()).float32()
-        return (x - mean.float32()) * scale + self.bias.reshape(shape), mean, var, unbias
+        y = (x - mean.float32()) * scale + self.bias.reshape(shape)
+        return (nn.relu(y) if relu else y), mean, var, unbias
 
 
 class Conv3d(nn.Module):

@@ -24,7 +24,7 @@ class BasicBlock(nn.Module):
         self.downsample = downsample
 
     def execute(self, x):
-        out = nn.relu(self.bn1(self.conv1(x)))
+        out = self.bn1(self.conv1(x), relu=True)
         out = self.bn2(self.conv2(out))
         residual = self.downsample(x) if self.downsample is not None else x
         return nn.relu(out + residual)

@@ -36,7 +36,7 @@ class BasicBlock(nn.Module):
         self.downsample = downsample
 
     def execute(self, x):
-        out = nn.relu(self.bn1(self.conv1(x)))
+        out = self.bn1(self.conv1(x), relu=True)
         out = self.bn2(self.conv2(out))
         residual = self.downsample(x) if self.downsample is not None else x
         return nn.relu(out + residual)
@@ -56,8 +56,8 @@ class Bottleneck(nn.Module):
         self.downsample = downsample
 
     def execute(self, x):
-        out = nn.relu(self.bn1(self.conv1(x)))
-        out = nn.relu(self.bn2(self.conv2(out)))
+        out = self.bn1(self.conv1(x), relu=True)
+        out = self.bn2(self.conv2(out), relu=True)
         out = self.bn3(self.conv3(out))
         residual = self.downsample(x) if self.downsample is not None else x
         return nn.relu(out + residual)

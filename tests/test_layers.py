@@ -102,9 +102,10 @@ def test_max_pool_equals_pytorch_with_gradient():
     np.testing.assert_array_equal(y3, ref3.permute(0, 2, 3, 4, 1).numpy())
 
 
-@pytest.mark.parametrize("shape,axis", [((4, 6, 5, 7), 1), ((2, 3, 4, 5, 6), 4), ((9, 5), 1),
-                                        ((3, 1, 11), 1)])
-def test_training_batchnorm_equals_pytorch(shape, axis):
+@pytest.mark.parametrize("shape,axis,relu", [((4, 6, 5, 7), 1, False), ((2, 3, 4, 5, 6), 4, True),
+                                             ((9, 5), 1, False), ((3, 1, 11), 1, True),
+                                             ((2, 5, 3, 4), 3, True)])
+def test_training_batchnorm_equals_pytorch(shape, axis, relu):
     """The CPU kernels of training-mode BatchNorm: output, running statistics and the
     gradients of input, weight and bias against PyTorch in float64."""
     from models.layers import BatchNorm
@@ -117,7 +118,7 @@ def test_training_batchnorm_equals_pytorch(shape, axis):
     bn.bias.assign(jt.array(rng.standard_normal(c).astype(np.float32)))
     bn.train()
     xv = jt.array(x)
-    y = bn(xv)
+    y = bn(xv, relu=relu)
     gx, gw, gb = jt.grad((y * jt.array(dy)).sum(), [xv, bn.weight, bn.bias])
 
     perm = (0, axis) + tuple(i for i in range(1, len(shape)) if i != axis)
@@ -127,7 +128,7 @@ def test_training_batchnorm_equals_pytorch(shape, axis):
     with torch.no_grad():
         ref_bn.weight.copy_(torch.from_numpy(bn.weight.numpy()))
         ref_bn.bias.copy_(torch.from_numpy(bn.bias.numpy()))
-    yt = ref_bn(xt)
+    yt = torch.relu(ref_bn(xt)) if relu else ref_bn(xt)
     (yt * torch.from_numpy(dy).double().permute(*perm)).sum().backward()
     inv = np.argsort(perm)
     np.testing.assert_allclose(y.numpy(), yt.detach().permute(*inv).numpy(), rtol=0, atol=2e-6)

@@ -3,7 +3,8 @@
 Written as Jittor graph ops, a training BatchNorm with float64 statistics is a dozen
 single-threaded passes forward and as many backward (~35 % of the audio stream's training
 step). Here the forward is three passes (sum, squared deviations, normalise) and the
-backward two (sums, input gradient), over both cores. The arithmetic is the graph's:
+backward two (sums, input gradient), over both cores; a following ReLU can be fused in,
+which also spares keeping its input for the backward pass. The arithmetic is the graph's:
 float64 channel sums; ``y = (x - float32(mean)) * float32(weight / sqrt(var + eps)) + bias``
 in float32; PyTorch's backward formula with float64 sums.
 
@@ -12,7 +13,7 @@ for channels last.
 """
 from core.jittor_setup import jt
 
-_HEADER = "#include <omp.h>\n#include <vector>\n#include <cmath>\n"
+_HEADER = "#include <omp.h>\n#include <vector>\n#include <cmath>\n#include <algorithm>\n"
 
 _SHAPES = """
     const int O = in0_shape0, C = in0_shape1, I = in0_shape2;
@@ -89,15 +90,17 @@ def _apply(body):
 """
 
 
-_FORWARD = (
-    _SHAPES
-    + _channel_sums("sums", ["in0_p[idx]"])
-    + """
+def _forward_src(relu):
+    out = "std::max(v, 0.0f)" if relu else "v"
+    return (
+        _SHAPES
+        + _channel_sums("sums", ["in0_p[idx]"])
+        + """
     for (int c = 0; c < C; c++) out1_p[c] = sums[c] / n;
     const double* mean = out1_p;
     """
-    + _channel_sums("squares", ["d * d"], "const double d = in0_p[idx] - mean[c];")
-    + """
+        + _channel_sums("squares", ["d * d"], "const double d = in0_p[idx] - mean[c];")
+        + """
     std::vector<float> meanf(C), scale(C);
     for (int c = 0; c < C; c++) {
         out2_p[c] = squares[c] / n;
@@ -105,15 +108,20 @@ _FORWARD = (
         scale[c] = (float)((double)in1_p[c] / std::sqrt(out2_p[c] + data["eps"]));
     }
     """
-    + _apply("out0_p[idx] = (in0_p[idx] - meanf[c]) * scale[c] + in2_p[c];"))
+        + _apply(f"const float v = (in0_p[idx] - meanf[c]) * scale[c] + in2_p[c];"
+                 f" out0_p[idx] = {out};"))
 
-_BACKWARD = (
-    _SHAPES
-    + """
+
+def _backward_src(relu):
+    # in0 x, in1 dy, in2 mean, in3 var, in4 weight, in5 y (the output, for ReLU's mask)
+    g = "(in5_p[idx] > 0 ? (double)in1_p[idx] : 0.0)" if relu else "(double)in1_p[idx]"
+    return (
+        _SHAPES
+        + """
     const double* mean = in2_p;
     """
-    + _channel_sums("sums", ["g", "g * (in0_p[idx] - mean[c])"], "const double g = in1_p[idx];")
-    + """
+        + _channel_sums("sums", ["g", "g * (in0_p[idx] - mean[c])"], f"const double g = {g};")
+        + """
     std::vector<double> dmean(C), dproj(C), gain(C);
     for (int c = 0; c < C; c++) {
         const double invstd = 1.0 / std::sqrt(in3_p[c] + data["eps"]);
@@ -124,34 +132,40 @@ _BACKWARD = (
         gain[c] = (double)in4_p[c] * invstd;
     }
     """
-    + _apply("out0_p[idx] = (float)((in1_p[idx] - dmean[c] - (in0_p[idx] - mean[c]) * dproj[c])"
-             " * gain[c]);"))
+        + _apply(f"const double g = {g};"
+                 " out0_p[idx] = (float)((g - dmean[c] - (in0_p[idx] - mean[c]) * dproj[c])"
+                 " * gain[c]);"))
+
+
+_SOURCES = {relu: (_forward_src(relu), _backward_src(relu)) for relu in (False, True)}
 
 
 class _BatchNormTrain(jt.Function):
-    def __init__(self, eps):
-        self.eps = eps
+    def __init__(self, eps, relu):
+        self.eps, self.relu = eps, relu
 
     def execute(self, x, weight, bias):
         c = x.shape[1]
         y, mean, var = jt.code([x.shape, (c,), (c,)], [x.dtype, "float64", "float64"],
-                               [x, weight, bias], cpu_header=_HEADER, cpu_src=_FORWARD,
-                               data={"eps": self.eps})
-        self.saved = (x, mean, var, weight)
+                               [x, weight, bias], cpu_header=_HEADER,
+                               cpu_src=_SOURCES[self.relu][0], data={"eps": self.eps})
+        self.saved = (x, mean, var, weight, y if self.relu else None)
         return y, mean, var
 
     def grad(self, dy, *_):
-        x, mean, var, weight = self.saved
+        x, mean, var, weight, y = self.saved
         if dy is None:
             return None, None, None
         c = x.shape[1]
+        inputs = [x, dy, mean, var, weight] + ([y] if self.relu else [])
         dx, dweight, dbias = jt.code([x.shape, (c,), (c,)], [x.dtype, "float32", "float32"],
-                                     [x, dy, mean, var, weight], cpu_header=_HEADER,
-                                     cpu_src=_BACKWARD, data={"eps": self.eps})
+                                     inputs, cpu_header=_HEADER,
+                                     cpu_src=_SOURCES[self.relu][1], data={"eps": self.eps})
         return dx, dweight, dbias
 
 
-def batch_norm_train(x3, weight, bias, eps):
+def batch_norm_train(x3, weight, bias, eps, relu=False):
     """``x3 [outer, C, inner]`` float32 -> (y like x3, batch mean [C] and biased variance
-    [C], both float64). Gradients flow to x3, weight and bias through y."""
-    return _BatchNormTrain(eps)(x3, weight, bias)
+    [C], both float64); ``relu`` applies ReLU to y in the same pass (and its mask in the
+    backward one). Gradients flow to x3, weight and bias through y."""
+    return _BatchNormTrain(eps, relu)(x3, weight, bias)
