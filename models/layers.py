@@ -22,6 +22,7 @@ from core.jittor_setup import jt
 from jittor import nn
 
 from models.kernels.batchnorm import batch_norm_train
+from models.kernels.maxpool import max_pool_ndhwc
 from models.kernels.onednn import conv3d_ndhwc, onednn_ops
 
 
@@ -192,8 +193,17 @@ class Conv3d(nn.Module):
 def max_pool(x, kernel_size, stride, padding, axes):
     """Max pooling along ``axes`` (one kernel/stride/padding per axis), -inf padding.
 
-    One gather of every window (positions outside the input read -inf) reduced by max,
-    which Jittor fuses into one kernel: no padded copy of the input is made."""
+    Channels-last inputs on the CPU (``[N, T, H, W, C]`` over axes 1-3, ``[N, H, W, C]``
+    over axes 1-2) go to the OpenMP kernels of ``models/kernels/maxpool.py``. Elsewhere:
+    one gather of every window (positions outside read -inf) reduced by max, which Jittor
+    fuses into one kernel."""
+    axes = tuple(axes)
+    if not jt.flags.use_cuda and x.dtype == "float32" and axes == tuple(range(1, x.ndim - 1)):
+        pad = 5 - x.ndim  # 2D pooling is 3D pooling of depth 1
+        x5 = x.reshape(x.shape[:1] + (1,) * pad + tuple(x.shape[1:]))
+        y = max_pool_ndhwc(x5, (1,) * pad + tuple(kernel_size), (1,) * pad + tuple(stride),
+                           (0,) * pad + tuple(padding))
+        return y.reshape(y.shape[:1] + tuple(y.shape[1 + pad:]))
     shape, index, window = list(x.shape), [f"i{d}" for d in range(x.ndim)], []
     for j, (axis, k, s, p) in enumerate(zip(axes, kernel_size, stride, padding)):
         shape[axis] = (x.shape[axis] + 2 * p - k) // s + 1

@@ -85,21 +85,33 @@ def test_onednn_kernel_is_built_on_the_cpu():
     assert jt.flags.use_cuda or onednn_ops() is not None
 
 
-def test_max_pool_equals_pytorch_with_gradient():
+@pytest.mark.parametrize("ties", [False, True])
+def test_max_pool_equals_pytorch_with_gradient(ties):
+    """The CPU kernels (channels last, 2D and 3D) and the generic gather-max (NCHW); with
+    ties (few distinct values) the gradient goes to the first maximum, as in PyTorch."""
     rng = np.random.default_rng(0)
-    x = rng.standard_normal((2, 3, 9, 7)).astype(np.float32)
-    xv = jt.array(x)
-    y = max_pool(xv, (3, 3), (2, 2), (1, 1), axes=(2, 3))
-    g = jt.grad((y * y).sum(), xv).numpy()
-    xt = torch.from_numpy(x).requires_grad_()
-    yt = torch.nn.functional.max_pool2d(xt, 3, 2, 1)
-    (yt * yt).sum().backward()
-    np.testing.assert_array_equal(y.numpy(), yt.detach().numpy())
-    np.testing.assert_allclose(g, xt.grad.numpy(), rtol=1e-6, atol=1e-6)
-    x3 = rng.standard_normal((1, 5, 6, 6, 4)).astype(np.float32)
-    y3 = max_pool(jt.array(x3), (3, 3, 3), (2, 2, 2), (1, 1, 1), axes=(1, 2, 3)).numpy()
-    ref3 = torch.nn.functional.max_pool3d(torch.from_numpy(x3).permute(0, 4, 1, 2, 3), 3, 2, 1)
-    np.testing.assert_array_equal(y3, ref3.permute(0, 2, 3, 4, 1).numpy())
+
+    def inputs(shape):
+        x = rng.integers(0, 3, shape) if ties else rng.standard_normal(shape)
+        return x.astype(np.float32)
+
+    def check(x, perm, axes, kernel, stride, padding, torch_pool):
+        xv = jt.array(np.ascontiguousarray(x.transpose(perm)))
+        y = max_pool(xv, kernel, stride, padding, axes=axes)
+        g = jt.grad((y * y).sum(), xv).numpy()
+        xt = torch.from_numpy(x).requires_grad_()
+        yt = torch_pool(xt, 3, 2, 1)
+        (yt * yt).sum().backward()
+        np.testing.assert_array_equal(y.numpy(), yt.detach().numpy().transpose(perm))
+        np.testing.assert_allclose(g, xt.grad.numpy().transpose(perm), rtol=1e-6, atol=1e-6)
+
+    x2 = inputs((2, 3, 9, 7))
+    check(x2, (0, 2, 3, 1), (1, 2), (3, 3), (2, 2), (1, 1), torch.nn.functional.max_pool2d)
+    if not ties:  # the generic path spreads a tie's gradient over every maximum
+        check(x2, (0, 1, 2, 3), (2, 3), (3, 3), (2, 2), (1, 1), torch.nn.functional.max_pool2d)
+    x3 = inputs((2, 4, 5, 6, 6))
+    check(x3, (0, 2, 3, 4, 1), (1, 2, 3), (3, 3, 3), (2, 2, 2), (1, 1, 1),
+          torch.nn.functional.max_pool3d)
 
 
 @pytest.mark.parametrize("shape,axis,relu", [((4, 6, 5, 7), 1, False), ((2, 3, 4, 5, 6), 4, True),
