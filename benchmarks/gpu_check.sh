@@ -106,11 +106,18 @@ out = jt.cudnn.ops.cudnn_conv(x.transpose(0, 2, 3, 1), w, 1, 1, 1, 1, 1, 1, 1,
                               "acdb", "oihw", "acdb").numpy().transpose(0, 3, 1, 2)
 print("cudnn NHWC conv vs nn.conv2d, max abs diff", abs(out - ref).max())
 assert abs(out - ref).max() < 1e-3
+# models.layers.Conv3d on CUDA: one cuDNN 3D convolution on NDHWC clips
+x3, w3 = jt.randn(2, 8, 5, 12, 12), jt.randn(4, 8, 3, 3, 3)
+ref3 = nn.conv3d(x3, w3, padding=1).numpy()
+out3 = jt.cudnn.ops.cudnn_conv3d(x3.transpose(0, 2, 3, 4, 1), w3, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+                                 "ndhwc").numpy().transpose(0, 4, 1, 2, 3)
+print("cudnn NDHWC conv3d vs nn.conv3d, max abs diff", abs(out3 - ref3).max())
+assert abs(out3 - ref3).max() < 1e-3
 print("jittor", jt.__version__, "cuda ok")
 EOF
 
 log "model and parity tests on CUDA"
-"$PY" -m pytest -q -s tests/test_model.py tests/test_parity.py 2>&1 | tee "$OUT/tests.log" | tail -20 \
+"$PY" -m pytest -q -s tests/test_layers.py tests/test_model.py tests/test_parity.py 2>&1 | tee "$OUT/tests.log" | tail -20 \
     || log "TESTS FAILED (see $OUT/tests.log); benchmarking anyway"
 
 log "benchmark, config full"
