@@ -3,15 +3,16 @@
 - ``BatchNorm``: PyTorch's semantics exactly. Jittor's own BatchNorm takes the variance as
   E[x^2] - E[x]^2 in float32 and stores the biased variance as running_var; PyTorch uses the
   biased variance to normalise but the unbiased one (n / (n - 1)) for running_var. Batch
-  statistics are accumulated in float64, since a float32 mean over the ~25,000 values per
-  channel of the backbone loses ~1e-3 relative on the CPU.
-- ``Conv3d``: a 3D convolution on channels-last clips ``[N, T, H, W, C]``, one oneDNN call
-  on the CPU (Jittor's stock Conv3d is ~100x slower there) and one cuDNN call on CUDA. A
-  1x1x1 convolution (2/3 of a bottleneck's) is one matrix product, [N*T*H*W, C_in] x
-  [C_in, C_out]: ~1.8x faster than oneDNN's 1x1 convolution, which reorders its input and
-  output every call. With channels last no transposes are needed between layers.
+  statistics are float64 sums, since a float32 mean over the ~25,000 values per channel of
+  the backbone loses ~1e-3 relative on the CPU. In training on the CPU it runs as the
+  OpenMP kernels of ``models/kernels/batchnorm.py``, with an optional fused ReLU.
+- ``Conv3d`` / ``Conv2d``: convolutions on channels-last tensors (``[N, T, H, W, C]``,
+  ``[N, H, W, C]``), one oneDNN call on the CPU (``models/kernels/onednn.py``; Jittor's
+  stock Conv3d is ~100x slower there) and one cuDNN call on CUDA. A 1x1x1 convolution (2/3
+  of a bottleneck's) is one matrix product, [N*T*H*W, C_in] x [C_in, C_out]: ~1.8x faster
+  than oneDNN's 1x1 convolution. With channels last no transposes are needed between layers.
 - ``max_pool``: max pooling with implicit -inf padding, which also accepts a window as large
-  as its input (Jittor's ``nn.Pool`` refuses that).
+  as its input (Jittor's ``nn.Pool`` refuses that); OpenMP kernels on the CPU.
 - ``Conv1d``/``Linear``: the 1x1 Conv1d and Linear of PyTorch, with PyTorch's default init.
 
 Parameter names and shapes are PyTorch's, so state dicts move between the two unchanged.
