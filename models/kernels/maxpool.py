@@ -59,7 +59,8 @@ _BACKWARD = _SHAPES + """
         for (size_t i = 0; i < per_in; i++) dx[i] = 0;
         const float* dy = in1_p + n * per_out;
         const int* arg = in2_p + n * per_out;
-        for (size_t i = 0; i < per_out; i++) dx[arg[i]] += dy[i];
+        for (size_t i = 0; i < per_out; i++)
+            if (arg[i] >= 0) dx[arg[i]] += dy[i];  // -1: a window all padding
     }
 """
 
