@@ -26,12 +26,12 @@ import json
 import math
 import os
 import sys
-import tempfile
 import zipfile
 from collections import OrderedDict, namedtuple
 
 import numpy as np
 
+from core.atomic_file import write_atomically
 from core.pth import CheckpointError, load_pth, sniff_format
 
 __all__ = [
@@ -288,16 +288,6 @@ STRUCTURE_KEY = "__structure__"
 _JSON_SCALARS = (str, int, float, bool, type(None))
 
 
-def _file_mode():
-    """Permissions a plainly created file would get (mkstemp makes 0600 files)."""
-    umask = os.umask(0o22)
-    os.umask(umask)
-    return 0o666 & ~umask
-
-
-_NEW_FILE_MODE = _file_mode()
-
-
 def _to_array(v):
     """ndarray for arrays, NumPy scalars and Jittor Vars; None for anything else."""
     if isinstance(v, np.ndarray):
@@ -409,31 +399,7 @@ def save_checkpoint(path, state_dict, optimizer=None, meta=None):
     doc = json.dumps({"format": FORMAT_NAME, "version": FORMAT_VERSION, "tree": skeleton},
                      allow_nan=False)
     arrays[STRUCTURE_KEY] = np.frombuffer(doc.encode("utf-8"), dtype=np.uint8)
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp",
-                               dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            os.fchmod(f.fileno(), _NEW_FILE_MODE)
-            _write_npz(f, arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    try:  # make the rename itself durable
-        dfd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
-    except OSError:
-        pass
-    return path
+    return write_atomically(path, lambda f: _write_npz(f, arrays), durable=True)
 
 
 def load_checkpoint(path):

@@ -8,16 +8,17 @@ times along time and cut to the first 4096 rows: float32 ``[4096, 32]``.
 ``MFCCCache(folder)`` stores one ``.npy`` per audio file. Its key hashes the file's
 absolute path, size and modification time (ns) together with the feature parameters and
 a format version, so an edited or replaced mp3 gets a new entry. Entries are written
-atomically (a temporary file in the same folder, then ``os.replace``); an entry that
+atomically (``core.atomic_file``); an entry that
 cannot be read, or has the wrong shape or dtype, is recomputed and rewritten. A cache hit
 returns the very values that were computed (``np.save``/``np.load`` are lossless).
 """
 import hashlib
 import os
-import tempfile
 import warnings
 
 import numpy as np
+
+from core.atomic_file import write_atomically
 
 SAMPLE_RATE = 44100
 N_MFCC = 32
@@ -78,17 +79,7 @@ class MFCCCache:
 
     def _write(self, entry, arr):
         os.makedirs(self.folder, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".npy", dir=self.folder)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                np.save(f, arr, allow_pickle=False)
-            os.replace(tmp, entry)
-        except BaseException:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-            raise
+        write_atomically(entry, lambda f: np.save(f, arr, allow_pickle=False))
 
     def __call__(self, path):
         if self.folder is None:
