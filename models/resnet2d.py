@@ -1,33 +1,20 @@
 """The audio stream's 2D ResNet-18 (torchvision's layout) over MFCC segments.
 
 Its first convolution is the release's Conv2d(1, 64, (7, 1), stride (2, 1), padding (3, 0)),
-and it ends with AvgPool2d((8, 2)). It runs channels last, on ``[N, H, W, C]``. ``audio_resnet18`` returns the ``nn.Sequential`` whose
-children 0-8 are conv1, bn1, relu, maxpool, layer1..layer4, avgpool: the release's
-``a_resnet`` key for key, so torchvision's ImageNet weights load into children 1 and 4-7.
+and it ends with AvgPool2d((8, 2)). It runs channels last, on ``[N, H, W, C]``, with the
+3D ResNets' ``BasicBlock`` in two dimensions. ``audio_resnet18`` returns the
+``nn.Sequential`` whose children 0-8 are conv1, bn1, relu, maxpool, layer1..layer4,
+avgpool: the release's ``a_resnet`` key for key, so torchvision's ImageNet weights load
+into children 1 and 4-7.
 """
 from jittor import nn
 
 from models.layers import BatchNorm, Conv2d, max_pool
+from models.resnet3d import BasicBlock
 
 
 def _bn(channels):
     return BatchNorm(channels, axis=3)  # channels last
-
-
-class BasicBlock(nn.Module):
-    def __init__(self, inplanes, planes, stride=1, downsample=None):
-        super().__init__()
-        self.conv1 = Conv2d(inplanes, planes, 3, stride, 1)
-        self.bn1 = _bn(planes)
-        self.conv2 = Conv2d(planes, planes, 3, 1, 1)
-        self.bn2 = _bn(planes)
-        self.downsample = downsample
-
-    def execute(self, x):
-        out = self.bn1(self.conv1(x), relu=True)
-        out = self.bn2(self.conv2(out))
-        residual = self.downsample(x) if self.downsample is not None else x
-        return nn.relu(out + residual)
 
 
 class MaxPool2d(nn.Module):
@@ -57,8 +44,8 @@ def _make_layer(inplanes, planes, blocks, stride):
     downsample = None
     if stride != 1 or inplanes != planes:
         downsample = nn.Sequential(Conv2d(inplanes, planes, 1, stride), _bn(planes))
-    layers = [BasicBlock(inplanes, planes, stride, downsample)]
-    layers += [BasicBlock(planes, planes) for _ in range(1, blocks)]
+    layers = [BasicBlock(inplanes, planes, stride, downsample, dims=2)]
+    layers += [BasicBlock(planes, planes, dims=2) for _ in range(1, blocks)]
     return nn.Sequential(*layers)
 
 

@@ -8,7 +8,7 @@ maxpool, layer1..layer4 — the release's ``resnet`` (avgpool and fc dropped) ke
 """
 from jittor import nn
 
-from models.layers import BatchNorm, Conv3d, max_pool
+from models.layers import BatchNorm, Conv2d, Conv3d, max_pool
 
 DEPTHS = {
     10: ("basic", [1, 1, 1, 1]),
@@ -25,14 +25,17 @@ def _bn(channels):
 
 
 class BasicBlock(nn.Module):
+    """Two 3x3x3 convolutions with BatchNorm and a shortcut, on channels-last clips; with
+    ``dims=2``, 3x3 convolutions on channels-last images (the audio ResNet-18's block)."""
     expansion = 1
 
-    def __init__(self, inplanes, planes, stride=1, downsample=None):
+    def __init__(self, inplanes, planes, stride=1, downsample=None, dims=3):
         super().__init__()
-        self.conv1 = Conv3d(inplanes, planes, 3, stride, 1)
-        self.bn1 = _bn(planes)
-        self.conv2 = Conv3d(planes, planes, 3, 1, 1)
-        self.bn2 = _bn(planes)
+        conv = Conv3d if dims == 3 else Conv2d
+        self.conv1 = conv(inplanes, planes, 3, stride, 1)
+        self.bn1 = BatchNorm(planes, axis=dims + 1)
+        self.conv2 = conv(planes, planes, 3, 1, 1)
+        self.bn2 = BatchNorm(planes, axis=dims + 1)
         self.downsample = downsample
 
     def execute(self, x):
