@@ -6,7 +6,8 @@ allocate reordered copies of every input, output and weight with malloc on each 
 ops here (``onednn_conv3d*_op.cc``) read and write NDHWC activations in place and keep the
 one weight reorder in Jittor's caching allocator.
 
-- ``onednn_ops()``: the compiled module, or None when Jittor runs without oneDNN.
+- ``onednn_ops()``: the compiled module, or None (with a warning if the build failed) when
+  there is no oneDNN to build against.
 - ``conv3d_ndhwc(x, w, stride, padding)``: ``x [N, D, H, W, C]``, ``w [O, C, KD, KH, KW]``
   -> ``[N, D', H', W', O]``, with a gradient for ``x`` and ``w``. A 2D convolution is
   the case D = KD = 1.
@@ -14,6 +15,7 @@ one weight reorder in Jittor's caching allocator.
 import functools
 import glob
 import os
+import warnings
 
 from core.jittor_setup import jt
 
@@ -36,7 +38,12 @@ def onednn_ops():
              f' -lmkldnn ')
     files = [os.path.join(here, "onednn_conv3d_common.h")]
     files += [os.path.join(here, f"{op}_op.{ext}") for op in _OPS for ext in ("h", "cc")]
-    return jt.compile_custom_ops(files, extra_flags=flags)
+    try:
+        return jt.compile_custom_ops(files, extra_flags=flags)
+    except Exception as e:  # a broken toolchain or oneDNN copy: slower, but still correct
+        warnings.warn(f"could not build the oneDNN convolution kernels of {here} ({e}); "
+                      "falling back to Jittor's own convolutions, which are much slower")
+        return None
 
 
 class _Conv3d(jt.Function):
