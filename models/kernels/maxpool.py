@@ -10,7 +10,7 @@ from core.jittor_setup import jt
 _HEADER = "#include <omp.h>\n#include <cmath>\n"
 
 _SHAPES = """
-    const int N = in0_shape0, D = in0_shape1, H = in0_shape2, W = in0_shape3, C = in0_shape4;
+    const int N = data["n"], D = data["d"], H = data["h"], W = data["w"], C = data["c"];
     const int KD = data["kd"], KH = data["kh"], KW = data["kw"];
     const int SD = data["sd"], SH = data["sh"], SW = data["sw"];
     const int PD = data["pd"], PH = data["ph"], PW = data["pw"];
@@ -50,15 +50,15 @@ _FORWARD = _SHAPES + """
     }
 """
 
-# in0 x (for its shape), in1 dy, in2 the indices -> out0 dx.
+# in0 dy, in1 the indices -> out0 dx.
 _BACKWARD = _SHAPES + """
     const size_t per_in = (size_t)D * H * W * C, per_out = (size_t)OD * OH * OW * C;
     #pragma omp parallel for schedule(static)
     for (int n = 0; n < N; n++) {
         float* dx = out0_p + n * per_in;
         for (size_t i = 0; i < per_in; i++) dx[i] = 0;
-        const float* dy = in1_p + n * per_out;
-        const int* arg = in2_p + n * per_out;
+        const float* dy = in0_p + n * per_out;
+        const int* arg = in1_p + n * per_out;
         for (size_t i = 0; i < per_out; i++)
             if (arg[i] >= 0) dx[arg[i]] += dy[i];  // -1: a window all padding
     }
@@ -71,21 +71,21 @@ class _MaxPool(jt.Function):
 
     def execute(self, x):
         d = self.data
-        n, c = x.shape[0], x.shape[4]
-        y, arg = jt.code([(n, d["od"], d["oh"], d["ow"], c)] * 2, ["float32", "int32"], [x],
-                         cpu_header=_HEADER, cpu_src=_FORWARD, data=d)
-        self.saved = (x, arg)
+        y, arg = jt.code([(d["n"], d["od"], d["oh"], d["ow"], d["c"])] * 2,
+                         ["float32", "int32"], [x], cpu_header=_HEADER, cpu_src=_FORWARD,
+                         data=d)
+        self.arg = arg  # only the indices are kept for the backward pass, not the input
         return y
 
     def grad(self, dy):
-        x, arg = self.saved
-        return jt.code(x.shape, "float32", [x, dy, arg], cpu_header=_HEADER,
-                       cpu_src=_BACKWARD, data=self.data)
+        d = self.data
+        return jt.code((d["n"], d["d"], d["h"], d["w"], d["c"]), "float32", [dy, self.arg],
+                       cpu_header=_HEADER, cpu_src=_BACKWARD, data=d)
 
 
 def max_pool_ndhwc(x, kernel_size, stride, padding):
     """``x [N, D, H, W, C]`` float32, pooled over D, H and W (-inf padding)."""
-    data = {}
+    data = dict(zip("ndhwc", x.shape))
     for axis, name, k, s, p in zip((1, 2, 3), "dhw", kernel_size, stride, padding):
         data.update({f"k{name}": k, f"s{name}": s, f"p{name}": p,
                      f"o{name}": (x.shape[axis] + 2 * p - k) // s + 1})
