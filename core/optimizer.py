@@ -29,7 +29,7 @@ class Adam(jt.optim.Optimizer):
         self.pre_step(loss, retain_graph)
         # Finish the backward pass before the updates: left to itself, Jittor interleaves
         # the updates of the last layers with the backward pass of the first ones, holding
-        # the activations, gradients and update temporaries all at once (~+70 MB peak).
+        # the activations, gradients and update temporaries all at once (+90 MB peak RSS).
         jt.sync(self.param_groups[0]["grads"])
         b1, b2 = self.betas
         lr = self.param_groups[0].get("lr", self.lr)

@@ -22,6 +22,7 @@ import math
 from core.jittor_setup import jt
 from jittor import nn
 
+from models.kernels import needs_grad
 from models.kernels.batchnorm import batch_norm_train
 from models.kernels.maxpool import max_pool_ndhwc
 from models.kernels.onednn import conv3d_ndhwc, onednn_ops
@@ -139,8 +140,7 @@ class Conv3d(nn.Module):
 
     def execute(self, x):
         if self.kernel_size == (1, 1, 1) and self.padding == (0, 0, 0):
-            direct = jt.flags.no_grad or not (x.requires_grad or self.weight.requires_grad)
-            return self._pointwise(x, direct)
+            return self._pointwise(x, direct=not needs_grad(x, self.weight))
         if jt.flags.use_cuda and jt.compile_extern.cudnn is not None:
             return jt.cudnn.ops.cudnn_conv3d(x, self.weight, *self.stride, *self.padding,
                                              1, 1, 1, 1, "ndhwc")

@@ -22,25 +22,6 @@ _SHAPES = """
 """
 
 
-def _each(body):
-    """C++ loops (inside an OpenMP parallel region) running ``body`` for every element
-    ``idx`` of channel ``c`` of the outer rows this thread owns, in memory order: inner
-    positions innermost for ``[N, C, H*W]``, channels innermost for channels last."""
-    return f"""
-            #pragma omp for schedule(static)
-            for (int o = 0; o < O; o++) {{
-                if (I == 1) {{
-                    for (int c = 0; c < C; c++) {{ const size_t idx = (size_t)o * C + c; {body} }}
-                }} else {{
-                    for (int c = 0; c < C; c++)
-                        for (int i = 0; i < I; i++) {{
-                            const size_t idx = ((size_t)o * C + c) * I + i; {body}
-                        }}
-                }}
-            }}
-"""
-
-
 def _channel_sums(name, terms, prelude=""):
     """C++ that fills ``std::vector<double> name`` with ``len(terms) * C`` float64 sums:
     ``name[k * c + j]`` sums ``terms[j]`` over the elements ``idx`` of channel ``c``
@@ -82,10 +63,20 @@ def _channel_sums(name, terms, prelude=""):
 
 
 def _apply(body):
+    """C++ running ``body`` over both cores for every element ``idx`` of channel ``c``, in
+    memory order: inner positions innermost for ``[N, C, H*W]``, channels innermost for
+    channels last."""
     return f"""
-    #pragma omp parallel
-    {{
-        {_each(body)}
+    #pragma omp parallel for schedule(static)
+    for (int o = 0; o < O; o++) {{
+        if (I == 1) {{
+            for (int c = 0; c < C; c++) {{ const size_t idx = (size_t)o * C + c; {body} }}
+        }} else {{
+            for (int c = 0; c < C; c++)
+                for (int i = 0; i < I; i++) {{
+                    const size_t idx = ((size_t)o * C + c) * I + i; {body}
+                }}
+        }}
     }}
 """
 

@@ -18,6 +18,7 @@ import os
 import warnings
 
 from core.jittor_setup import jt
+from models.kernels import needs_grad
 
 _OPS = ("onednn_conv3d", "onednn_conv3d_backward_x", "onednn_conv3d_backward_w")
 
@@ -63,6 +64,6 @@ class _Conv3d(jt.Function):
 
 
 def conv3d_ndhwc(x, w, stride, padding):
-    if jt.flags.no_grad or not (x.requires_grad or w.requires_grad):
+    if not needs_grad(x, w):
         return onednn_ops().onednn_conv3d(x, w, *stride, *padding)
     return _Conv3d(stride, padding)(x, w)

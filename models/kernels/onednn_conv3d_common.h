@@ -5,7 +5,6 @@
 // call, fragment its heap and raise the peak resident memory by ~100 MB.
 #pragma once
 #include <memory>
-#include <memory>
 #include <dnnl.hpp>
 
 #include "var.h"
@@ -38,8 +37,8 @@ inline convolution_forward::primitive_desc forward_pd(
 }
 
 // A memory of layout `want` for the data in `user`: `user` itself when the layouts agree,
-// else a buffer from `buffer` (an Allocation of Jittor's allocator), filled by a reorder
-// when `copy_in`.
+// else one in a new block of Jittor's allocator, owned by `buffer` (freed with it), filled
+// from `user` by a reorder when `copy_in`.
 inline memory as_layout(memory user, const memory::desc& want,
                         std::unique_ptr<Allocation>& buffer,
                         const engine& eng, stream& s, bool copy_in) {
