@@ -6,6 +6,9 @@ instead of ``import jittor``, so that a fresh machine needs no hand-set variable
 - CUDA is used only when an NVIDIA driver answers with at least one device and neither
   ``VAANET_NO_CUDA=1`` nor ``--no_cuda`` (on the command line) asks for the CPU. A machine
   with ``nvcc`` but no GPU would otherwise make Jittor look for libcudart and fail.
+- With CUDA, ``core/jittor_cuda.py`` first finds CUDA and cuDNN (pip's CUDA wheels too),
+  patches Jittor 1.3.11 for CUDA 12 / 13 and cuDNN 9 where needed, and has Jittor skip a
+  cuDNN that cannot be loaded (with a warning).
 - On the CPU Jittor uses oneDNN, which the ``jittor-offline`` wheel carries, so nothing
   is downloaded.
 - Jittor's info lines are silenced unless ``log_silent`` is already set.
@@ -37,9 +40,19 @@ def cpu_requested():
 def _configure_environment():
     os.environ.setdefault("log_silent", "1")
     os.environ.setdefault("use_cutlass", "0")
-    if cpu_requested() or cuda_device_count() == 0:
+    devices = 0 if cpu_requested() else cuda_device_count()
+    if cpu_requested() or (devices == 0 and not _compile_only()):
         os.environ["nvcc_path"] = ""
         os.environ["VAANET_NO_CUDA"] = "1"
+    else:
+        from core import jittor_cuda
+        jittor_cuda.prepare(devices)
+
+
+def _compile_only():
+    """``VAANET_CUDA_COMPILE_ONLY=1`` (benchmarks/cuda_compile.py): build Jittor's CUDA core
+    and externs on a machine without a GPU; CUDA stays off."""
+    return os.environ.get("VAANET_CUDA_COMPILE_ONLY", "0") not in ("", "0")
 
 
 if "jittor" not in sys.modules:
