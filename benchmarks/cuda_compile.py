@@ -138,11 +138,14 @@ def build(jt, name, source, extra, out_dir, log):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--arch", default="90", help="compute capability to build for (90: H100/H200)")
+    ap.add_argument("--arch", default="90", help="without a GPU: the compute capability to "
+                    "build for (90: H100/H200); with one, Jittor builds for it")
     ap.add_argument("--log", help="also write the report to this file")
     args = ap.parse_args()
+    from core import jittor_cuda
     os.environ["VAANET_CUDA_COMPILE_ONLY"] = "1"
-    os.environ.setdefault("nvcc_flags", f"-arch=sm_{args.arch}")
+    if jittor_cuda.cuda_device_count() == 0:
+        os.environ.setdefault("nvcc_flags", f"-arch=sm_{args.arch}")
     lines = []
 
     def log(line):
@@ -150,7 +153,6 @@ def main():
         lines.append(line)
 
     t0 = time.time()
-    from core import jittor_cuda
     tk = jittor_cuda.find_toolkit()
     if tk is None:
         sys.exit("no nvcc found: install a CUDA toolkit or pip's nvidia-cuda-nvcc wheel")

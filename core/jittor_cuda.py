@@ -67,6 +67,20 @@ class Toolkit:
 
 # --------------------------------------------------------------------------- finding CUDA
 
+def cuda_device_count():
+    """Number of CUDA devices the driver reports; 0 when there is no usable driver."""
+    for name in ("libcuda.so.1", "libcuda.so"):
+        try:
+            lib = ctypes.CDLL(name)
+        except OSError:
+            continue
+        count = ctypes.c_int(0)
+        if lib.cuInit(0) != 0 or lib.cuDeviceGetCount(ctypes.byref(count)) != 0:
+            return 0
+        return count.value
+    return 0
+
+
 def _nvidia_dirs():
     """The ``nvidia`` folders of pip's CUDA wheels on sys.path."""
     found = []
@@ -510,22 +524,32 @@ def prepare(devices, nvcc=None):
 
 
 def describe(tk):
+    """What was found, and each patch: needed or not, and its state in the installed Jittor."""
     if tk is None:
-        return "no nvcc found: Jittor runs on the CPU (or downloads its own CUDA 11)"
-    lines = [f"nvcc        {tk.nvcc} (CUDA {tk.cuda[0]}.{tk.cuda[1]})",
-             f"cuDNN       {'.'.join(map(str, tk.cudnn)) if tk.cudnn else '-'}"
-             + (f"  NOT USED: {tk.cudnn_problem}" if tk.cudnn_problem else ""),
-             "layout      " + ("Jittor finds everything itself" if tk.stock else
-                              "a CUDA home of links is needed" + (f": {tk.home}" if tk.home else ""))]
-    lines += [f"  {name:<28} {path}" for name, path in sorted(tk.libs.items())]
+        lines = ["no nvcc found: Jittor runs on the CPU (or downloads its own CUDA 11)"]
+    else:
+        lines = [f"nvcc        {tk.nvcc} (CUDA {tk.cuda[0]}.{tk.cuda[1]})",
+                 f"cuDNN       {'.'.join(map(str, tk.cudnn)) if tk.cudnn else '-'}"
+                 + (f"  NOT USED: {tk.cudnn_problem}" if tk.cudnn_problem else ""),
+                 "layout      " + ("Jittor finds everything itself" if tk.stock else
+                                  "a CUDA home of links is needed"
+                                  + (f": {tk.home}" if tk.home else ""))]
+        lines += [f"  {name:<30} {path}" for name, path in sorted(tk.libs.items())]
     root = jittor_dir()
     lines.append(f"patches of {root}:")
     for patch in PATCHES:
-        state = patch_state(patch, root)
-        needed = "needed" if patch.needed(tk) else "not needed"
-        lines.append(f"  {patch.path:<32} {needed:<10} {state:<8} {patch.why}")
+        needed = "-" if tk is None else "needed" if patch.needed(tk) else "not needed"
+        lines.append(f"  {patch.path:<36} {needed:<10} {patch_state(patch, root):<8} {patch.why}")
     return "\n".join(lines)
 
 
 if __name__ == "__main__":
+    import argparse
+    parser = argparse.ArgumentParser(description="What core/jittor_setup.py would use for CUDA.")
+    parser.add_argument("--check", action="store_true",
+                        help="exit 1 unless every patch fits the installed Jittor (stock or patched)")
+    args = parser.parse_args()
     print(describe(find_toolkit()))
+    unknown = [p.path for p in PATCHES if patch_state(p) == "unknown"]
+    if args.check and unknown:
+        sys.exit(f"this Jittor is not the 1.3.11 the patches were written for: {unknown}")

@@ -14,23 +14,10 @@ instead of ``import jittor``, so that a fresh machine needs no hand-set variable
 - Jittor's info lines are silenced unless ``log_silent`` is already set.
 - cutlass (which Jittor would download) is off.
 """
-import ctypes
 import os
 import sys
 
-
-def cuda_device_count():
-    """Number of CUDA devices the driver reports; 0 when there is no usable driver."""
-    for name in ("libcuda.so.1", "libcuda.so"):
-        try:
-            lib = ctypes.CDLL(name)
-        except OSError:
-            continue
-        count = ctypes.c_int(0)
-        if lib.cuInit(0) != 0 or lib.cuDeviceGetCount(ctypes.byref(count)) != 0:
-            return 0
-        return count.value
-    return 0
+from core.jittor_cuda import cuda_device_count
 
 
 def cpu_requested():
