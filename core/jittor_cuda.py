@@ -174,7 +174,8 @@ def _cudnn_header_version(include_dir):
         if os.path.isfile(p):
             with open(p, errors="replace") as f:
                 text += f.read()
-    parts = [re.search(rf"#define CUDNN_{k}\s+(\d+)", text) for k in ("MAJOR", "MINOR", "PATCHLEVEL")]
+    parts = [re.search(rf"#define CUDNN_{k}\s+(\d+)", text)
+             for k in ("MAJOR", "MINOR", "PATCHLEVEL")]
     return tuple(int(m.group(1)) for m in parts) if all(parts) else None
 
 
@@ -220,7 +221,8 @@ def _check_cudnn(tk):
     header says (cuDNN 8 or 9)."""
     path = tk.libs.get("cudnn")
     if path is None:
-        return "no cuDNN (cudnn.h with libcudnn.so) was found; install nvidia-cudnn-cu%d" % tk.cuda[0]
+        return (f"no cuDNN (cudnn.h with libcudnn.so) was found; "
+                f"install nvidia-cudnn-cu{tk.cuda[0]}")
     if tk.cudnn is None or tk.cudnn[0] < 8:
         return f"unsupported cuDNN version {tk.cudnn} ({path})"
     try:
@@ -288,7 +290,8 @@ def make_cuda_home(tk):
     for sub in ("bin", "include", "lib64"):
         os.mkdir(os.path.join(tmp, sub))
     with open(os.path.join(tmp, "bin", "nvcc"), "w") as f:
-        f.write(f'#!/bin/sh\n# CUDA home for Jittor made by core/jittor_cuda.py\nexec "{nvcc}" "$@"\n')
+        f.write(f'#!/bin/sh\n# CUDA home for Jittor made by core/jittor_cuda.py\n'
+                f'exec "{nvcc}" "$@"\n')
     os.chmod(os.path.join(tmp, "bin", "nvcc"), 0o755)
     # the toolkit's headers, then each library's own, then the rest (not /usr/include,
     # which every compiler searches anyway)
@@ -547,7 +550,8 @@ if __name__ == "__main__":
     import argparse
     parser = argparse.ArgumentParser(description="What core/jittor_setup.py would use for CUDA.")
     parser.add_argument("--check", action="store_true",
-                        help="exit 1 unless every patch fits the installed Jittor (stock or patched)")
+                        help="exit 1 unless every patch fits the installed Jittor "
+                        "(stock or patched)")
     args = parser.parse_args()
     print(describe(find_toolkit()))
     unknown = [p.path for p in PATCHES if patch_state(p) == "unknown"]

@@ -103,6 +103,22 @@ def run_layer(layer, x, dy, params):
     return [y.numpy(), y_eval] + [g.numpy() for g in grads]
 
 
+def check_conv_branch(cuda_on_cpu, conv, x, rng):
+    """The CUDA branch of ``conv`` against its CPU path: output with and without a
+    gradient, input and weight gradients. Positive control: a reshape mistake, the
+    channels-last output read with its last two spatial axes swapped, is rejected."""
+    with jt.no_grad():
+        dy = rng.standard_normal(conv(jt.array(x)).shape).astype(np.float32)
+    cpu = run_layer(conv, x, dy, [conv.weight])
+    cuda_on_cpu()
+    cuda = run_layer(conv, x, dy, [conv.weight])
+    for name, a, b in zip(("y", "y without grad", "dx", "dw"), cuda, cpu):
+        assert close(a, b), name
+    perm = list(range(x.ndim))
+    perm[-3], perm[-2] = perm[-2], perm[-3]
+    assert not close(cuda[0].transpose(perm).reshape(cuda[0].shape), cpu[0])
+
+
 CONV3D = [  # in, out, kernel, stride, padding, T, H, W
     (3, 8, 7, (1, 2, 2), 3, 6, 13, 11),  # conv1's shape
     (16, 8, 3, 2, 1, 5, 9, 8),
@@ -116,16 +132,7 @@ def test_conv3d_cuda_branch_equals_cpu_path(cuda_on_cpu, ci, co, k, stride, padd
     rng = np.random.default_rng(ci + co + k)
     conv = Conv3d(ci, co, k, stride, padding)
     x = rng.standard_normal((2, t, h, w, ci)).astype(np.float32)
-    dy = None
-    with jt.no_grad():
-        dy = rng.standard_normal(conv(jt.array(x)).shape).astype(np.float32)
-    cpu = run_layer(conv, x, dy, [conv.weight])
-    cuda_on_cpu()
-    cuda = run_layer(conv, x, dy, [conv.weight])
-    for name, a, b in zip(("y", "y without grad", "dx", "dw"), cuda, cpu):
-        assert close(a, b), name
-    # positive control: a reshape mistake, the NDHWC output read as NDWHC
-    assert not close(cuda[0].transpose(0, 1, 3, 2, 4).reshape(cuda[0].shape), cpu[0])
+    check_conv_branch(cuda_on_cpu, conv, x, rng)
 
 
 @pytest.mark.parametrize("ci,co,k,stride,padding", [(1, 8, (7, 1), (2, 1), (3, 0)),
@@ -134,15 +141,7 @@ def test_conv2d_cuda_branch_equals_cpu_path(cuda_on_cpu, ci, co, k, stride, padd
     rng = np.random.default_rng(co)
     conv = Conv2d(ci, co, k, stride, padding)
     x = rng.standard_normal((3, 12, 10, ci)).astype(np.float32)
-    with jt.no_grad():
-        dy = rng.standard_normal(conv(jt.array(x)).shape).astype(np.float32)
-    cpu = run_layer(conv, x, dy, [conv.weight])
-    cuda_on_cpu()
-    cuda = run_layer(conv, x, dy, [conv.weight])
-    for name, a, b in zip(("y", "y without grad", "dx", "dw"), cuda, cpu):
-        assert close(a, b), name
-    # positive control: a reshape mistake, the NHWC output read as NWHC
-    assert not close(cuda[0].transpose(0, 2, 1, 3).reshape(cuda[0].shape), cpu[0])
+    check_conv_branch(cuda_on_cpu, conv, x, rng)
 
 
 def _bn_case(shape, axis, seed):
@@ -274,9 +273,21 @@ def test_gather_max_pool_equals_cpu_kernels_and_pytorch(cuda_on_cpu, data, shape
     assert close(plain.numpy(), g_cpu, 1e-6) != tied
 
 
-def test_model_cuda_branches_equal_cpu_path(cuda_on_cpu):
-    """A small VAANet, training mode: logits and the gradients of every trainable layer
-    kind, every CUDA branch at once (and the loss's inputs)."""
+class NwhcCudnn(CpuCudnn):
+    """A wrong variant: the 2D convolution's NHWC output read with H and W swapped."""
+
+    @staticmethod
+    def cudnn_conv(*args, **kw):
+        y = CpuCudnn.cudnn_conv(*args, **kw)
+        return y.transpose(0, 2, 1, 3).reshape(y.shape)
+
+
+def test_model_cuda_branches_equal_cpu_path(cuda_on_cpu, monkeypatch):
+    """A small VAANet, training mode, every CUDA branch at once: the logits, and the
+    gradient of every trainable tensor within 1e-3 relative L2 (floored at 1e-4 of the
+    largest gradient norm, as the biases feeding a BatchNorm have a true gradient of 0).
+    Float32 noise here is below 2e-4; Jittor's autodiff of the graph BatchNorm gave 6e-3
+    to 8e-2 in the audio ResNet."""
     from models.vaanet import VAANet
     jt.set_global_seed(0)
     model = VAANet(snippet_duration=4, sample_size=32, n_classes=4, seq_len=2,
@@ -286,20 +297,26 @@ def test_model_cuda_branches_equal_cpu_path(cuda_on_cpu):
     audio = (rng.standard_normal((2, 4096, 32)) * 20).astype(np.float32)
     params = [p for p in model.parameters() if p.requires_grad]
     names = [k for k, v in model.state_dict().items() if v.requires_grad]
+    state = {k: v.numpy().copy() for k, v in model.state_dict().items()}
 
     def run():
+        model.load_parameters(state)  # the same running statistics each time
         model.train()
         logits = model(jt.array(visual), jt.array(audio))[0]
         grads = jt.grad((logits * jt.array(np.arange(8.0).reshape(2, 4))).sum(), params)
         return logits.numpy(), {k: g.numpy() for k, g in zip(names, grads)}
 
-    state = {k: v.numpy().copy() for k, v in model.state_dict().items()}
     logits_cpu, grads_cpu = run()
-    model.load_parameters(state)  # running statistics as before
+    floor = 1e-4 * max(np.linalg.norm(g) for g in grads_cpu.values())
+
+    def worst(grads):
+        return max((float(np.linalg.norm(grads[k] - g) / max(np.linalg.norm(g), floor)), k)
+                   for k, g in grads_cpu.items())
+
     cuda_on_cpu()
     logits_cuda, grads_cuda = run()
     assert close(logits_cuda, logits_cpu, 1e-4)
-    kinds = {"a_resnet.0.weight", "a_resnet.1.weight", "a_resnet.4.0.conv1.weight",
-             "conv0.0.weight", "sa_net.fc.weight", "av_fc.weight"}
-    for k in sorted(kinds | set(list(grads_cpu)[:: max(1, len(grads_cpu) // 12)])):
-        assert close(grads_cuda[k], grads_cpu[k], 1e-3), k
+    assert worst(grads_cuda)[0] < 1e-3, worst(grads_cuda)
+    # positive control: one reshape mistake in the audio stream's convolutions
+    monkeypatch.setattr(CudaOnCpu, "cudnn", NwhcCudnn())
+    assert worst(run()[1])[0] > 1e-3
