@@ -101,13 +101,13 @@ else
     step compile 180 "$OUT/compile.log" "$PY" benchmarks/cuda_compile.py
     step smoke 60 "$OUT/compile.log" "$PY" -c "
 from core.jittor_setup import jt
-import numpy as np
+from jittor import nn
 from models.layers import Conv3d
 assert jt.flags.use_cuda == 1, 'Jittor did not turn CUDA on'
 assert jt.compile_extern.cudnn is not None, 'cuDNN not loaded'
 conv = Conv3d(8, 4, 3, 1, 1)
 x = jt.randn(2, 5, 12, 12, 8)
-ref = jt.nn.conv3d(x.transpose(0, 4, 1, 2, 3), conv.weight, padding=1).transpose(0, 2, 3, 4, 1)
+ref = nn.conv3d(x.transpose(0, 4, 1, 2, 3), conv.weight, padding=1).transpose(0, 2, 3, 4, 1)
 err = float((conv(x) - ref).abs().max())
 print('Conv3d (cuDNN NDHWC) vs nn.conv3d: max abs diff', err)
 assert err < 1e-3"

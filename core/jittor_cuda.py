@@ -45,7 +45,7 @@ EXTERNS = {"cublas": "cublas.h", "cudnn": "cudnn.h", "curand": "curand.h",
 # cuDNN 9 split libcudnn into these; Jittor (patched) loads the first three by name.
 CUDNN9_PARTS = ("graph", "ops", "cnn", "adv", "heuristic", "engines_precompiled",
                 "engines_runtime_compiled")
-_HOME_LAYOUT = 2  # bump when the CUDA home's layout changes
+_HOME_LAYOUT = 3  # bump when the CUDA home's layout changes
 
 
 @dataclass
@@ -57,6 +57,7 @@ class Toolkit:
     includes: list = field(default_factory=list)  # the toolkit's first
     libs: dict = field(default_factory=dict)
     headers: dict = field(default_factory=dict)   # library -> the folder of its header
+    lib_dirs: list = field(default_factory=list)  # the toolkit's and the wheels' lib folders
     cudnn: tuple = None
     cudnn_problem: str = None
     stock: bool = False  # Jittor finds all of it by itself from nvcc_path
@@ -188,6 +189,7 @@ def find_toolkit(nvcc=None):
     major = tk.cuda[0]
     roots = _roots(nvcc, major)
     tk.includes = list(dict.fromkeys(i for inc, _ in roots for i in inc))
+    tk.lib_dirs = list(dict.fromkeys(d for _, libs in roots[:-1] for d in libs))  # not /usr
     tk.npp = any(os.path.isfile(os.path.join(i, "npp.h")) for i in tk.includes)
     wanted = {"cudart": ("cuda_runtime.h", major), "cublas": ("cublas.h", major),
               "cublasLt": ("cublasLt.h", major), "curand": ("curand.h", None),
@@ -280,7 +282,7 @@ def make_cuda_home(tk):
     ``include/`` and ``lib64/`` (each library as ``libX.so`` and under its own name).
     Made once per toolkit, in Jittor's cache folder; returns its path."""
     nvcc = real_nvcc(tk.nvcc)
-    key = json.dumps([_HOME_LAYOUT, nvcc, tk.includes, sorted(tk.libs.items())])
+    key = json.dumps([_HOME_LAYOUT, nvcc, tk.includes, tk.lib_dirs, sorted(tk.libs.items())])
     home = os.path.join(_jittor_cache(), "vaanet_cuda",
                         hashlib.sha1(key.encode()).hexdigest()[:12])
     if os.path.isfile(os.path.join(home, "bin", "nvcc")):
@@ -304,9 +306,9 @@ def make_cuda_home(tk):
     for name, path in tk.libs.items():
         for link_name in {f"lib{name}.so", os.path.basename(path)}:
             os.symlink(path, os.path.join(tmp, "lib64", link_name))
-    # and what they load in turn from their folder ($ORIGIN is taken to be lib64/):
-    # libcusparse.so.12 needs libnvJitLink.so.13, libcudnn.so.9 its parts
-    for d in dict.fromkeys(os.path.dirname(p) for p in tk.libs.values()):
+    # and what they load in turn, for which $ORIGIN is now lib64/: libcusparse.so.12 needs
+    # libnvJitLink (CUDA 12: in another wheel's folder), libcudnn.so.9 its parts
+    for d in tk.lib_dirs:
         for path in sorted(glob.glob(os.path.join(d, "lib*.so*"))):
             link = os.path.join(tmp, "lib64", os.path.basename(path))
             if not os.path.lexists(link):
