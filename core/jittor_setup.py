@@ -17,6 +17,7 @@ instead of ``import jittor``, so that a fresh machine needs no hand-set variable
 import os
 import sys
 
+from core import jittor_cuda
 from core.jittor_cuda import cuda_device_count
 
 
@@ -32,7 +33,6 @@ def _configure_environment():
         os.environ["nvcc_path"] = ""
         os.environ["VAANET_NO_CUDA"] = "1"
     else:
-        from core import jittor_cuda
         jittor_cuda.prepare(devices)
 
 

@@ -128,7 +128,6 @@ class BatchNorm(nn.Module):
         return y
 
 
-
 class _GraphBatchNormTrain(jt.Function):
     """Training-mode BatchNorm as Jittor graph ops (CUDA; MPI) with the CPU kernels'
     arithmetic: float64 channel sums, ``y = (x - float32(mean)) * float32(weight /
@@ -144,14 +143,13 @@ class _GraphBatchNormTrain(jt.Function):
     def __init__(self, axis, eps, relu, all_reduce=None):
         self.axis, self.eps, self.relu, self.all_reduce = axis, eps, relu, all_reduce
 
-    def _sums(self, *vs):
-        """Per-channel sums of each of ``vs``, over every process under MPI."""
-        sums = [v.sum(dims=self.axes) for v in vs]
+    def _global(self, *sums):
+        """Per-channel ``sums``, over every process under MPI."""
         if self.all_reduce is None:
-            return sums
-        c = self.shape[self.axis]
-        total = self.all_reduce(jt.concat(sums))
-        return [total[i * c:(i + 1) * c] for i in range(len(vs))]
+            return list(sums)
+        c = sums[0].shape[0]
+        total = self.all_reduce(jt.concat(list(sums)))
+        return [total[i * c:(i + 1) * c] for i in range(len(sums))]
 
     def execute(self, x, weight, bias):
         c = x.shape[self.axis]
@@ -161,12 +159,13 @@ class _GraphBatchNormTrain(jt.Function):
         self.count = x.numel() // c
         if self.all_reduce is not None:
             from core.distributed import float64_var
-            total = self.all_reduce(jt.concat([xd.sum(dims=self.axes), float64_var([self.count])]))
+            total = self.all_reduce(jt.concat([xd.sum(dims=self.axes),
+                                               float64_var([self.count])]))
             sums, self.count = total[:c], total[c:]
         else:
             sums = xd.sum(dims=self.axes)
         mean = (sums / self.count).reshape(self.shape)
-        var = self._sums((xd - mean) ** 2)[0] / self.count
+        var = self._global(((xd - mean) ** 2).sum(dims=self.axes))[0] / self.count
         invstd = (1.0 / (var + self.eps).sqrt()).reshape(self.shape)
         y = (x - mean.float32()) * (weight.reshape(self.shape).float64() * invstd).float32() \
             + bias.reshape(self.shape)
@@ -186,7 +185,7 @@ class _GraphBatchNormTrain(jt.Function):
         local = [g.sum(dims=self.axes), (g * xc).sum(dims=self.axes)]
         dweight = (local[1] * invstd.reshape(-1)).float32()  # sum(dy * xhat)
         dbias = local[0].float32()
-        sg, sgx = self._sums(g, g * xc) if self.all_reduce is not None else local
+        sg, sgx = self._global(*local)
         dmean = (sg / self.count).reshape(self.shape)
         dproj = (sgx / self.count).reshape(self.shape) * invstd * invstd
         dx = (g - dmean - xc * dproj) * (weight.reshape(self.shape).float64() * invstd)
