@@ -64,6 +64,7 @@ fi
 # -- Jittor's environment: no oneDNN (the CPU's convolutions, not used on CUDA), no MPI or
 #    NCCL (one GPU), its info lines in the logs
 export use_mkl=0 use_mpi=0 use_nccl=0 log_silent=0 PYTHONUNBUFFERED=1
+# the demo config (Makefile), one epoch; results and MFCC cache outside what travels
 DEMO=(--root_path "$CARRY/demo/data" --expr_name gpu_demo --resnet_depth 10
       --snippet_duration 8 --sample_size 64 --seq_len 4 --batch_size 8 --n_epochs 1
       --learning_rate 1e-3 --manual_seed 1)
@@ -83,7 +84,8 @@ if [ $DRY = 1 ]; then
     step patches 60 "$OUT/compile.log" env PYTHONPATH="$SITE" "$PY" -m core.jittor_cuda --check
     step tests 120 "$OUT/tests.log" "$PY" -m pytest -q --collect-only -p no:cacheprovider "${TESTS[@]}"
     step bench 60 "$OUT/bench_full.txt" "$PY" benchmarks/bench_model.py --help
-    step epoch 300 "$OUT/epoch.log" env use_mkl=1 "$PY" main.py "${DEMO[@]}" --result_path "$SITE/results" --no_cuda
+    step epoch 300 "$OUT/epoch.log" env use_mkl=1 "$PY" main.py "${DEMO[@]}" --no_cuda \
+        --result_path "$SITE/results" --audio_cache "$SITE/mfcc_cache"
 else
     PY=python3
     SITE=/tmp/vaanet_site
@@ -114,7 +116,8 @@ assert err < 1e-3"
     step tests 170 "$OUT/tests.log" "$PY" -m pytest -q -p no:cacheprovider -rf "${TESTS[@]}"
     step bench 170 "$OUT/bench_full.txt" "$PY" benchmarks/bench_model.py --compare \
         --config full --runs 3 --warmup 1 --json "$OUT/bench_full.json"
-    step epoch 90 "$OUT/epoch.log" "$PY" main.py "${DEMO[@]}" --result_path /tmp/vaanet_results
+    step epoch 90 "$OUT/epoch.log" "$PY" main.py "${DEMO[@]}" --result_path /tmp/vaanet_results \
+        --audio_cache /tmp/vaanet_mfcc_cache
 fi
 log "done in $(( $(date +%s) - START )) s: $( [ $FAILED = 0 ] && echo 'every step passed' || echo 'SOME STEPS FAILED')"
 exit $FAILED
