@@ -4,8 +4,9 @@
   E[x^2] - E[x]^2 in float32 and stores the biased variance as running_var; PyTorch uses the
   biased variance to normalise but the unbiased one (n / (n - 1)) for running_var. Batch
   statistics are float64 sums, since a float32 mean over the ~25,000 values per channel of
-  the backbone loses ~1e-3 relative on the CPU. In training on the CPU it runs as the
-  OpenMP kernels of ``models/kernels/batchnorm.py``, with an optional fused ReLU.
+  the backbone loses ~1e-3 relative on the CPU. On the CPU it runs as the OpenMP kernels of
+  ``models/kernels/batchnorm.py`` (in eval mode when no gradient is needed), with an
+  optional residual added and ReLU applied in the same passes.
 - ``Conv3d`` / ``Conv2d``: convolutions on channels-last tensors (``[N, T, H, W, C]``,
   ``[N, H, W, C]``), one oneDNN call on the CPU (``models/kernels/onednn.py``; Jittor's
   stock Conv3d is ~100x slower there) and one cuDNN call on CUDA. A 1x1x1 convolution (2/3
@@ -23,7 +24,7 @@ from core.jittor_setup import jt
 from jittor import nn
 
 from models.kernels import needs_grad
-from models.kernels.batchnorm import batch_norm_train
+from models.kernels.batchnorm import batch_norm_apply, batch_norm_train
 from models.kernels.maxpool import max_pool_ndhwc
 from models.kernels.onednn import conv3d_ndhwc, onednn_ops
 
@@ -76,24 +77,29 @@ class BatchNorm(nn.Module):
         var = (dev / count).reshape(self._channel_shape(xd.ndim))
         return mean, var, (count / (count - 1)).stop_grad()
 
-    def execute(self, x, relu=False):
-        """Normalise ``x``; ``relu=True`` also applies ReLU (fused into the CPU kernels)."""
+    def execute(self, x, relu=False, residual=None):
+        """Normalise ``x``, add ``residual`` (a tensor like ``x``) if given, then apply ReLU
+        if ``relu``; on the CPU all in the kernels' passes."""
         shape = self._channel_shape(x.ndim)
+        outer = int(math.prod(x.shape[:self._axis]))
         if not self.is_training():
             scale = self.weight / (self.running_var + self.eps).sqrt()
             shift = self.bias - self.running_mean * scale
+            if not jt.flags.use_cuda and not needs_grad(x, self.weight, self.bias, residual):
+                return batch_norm_apply(_as3(x, outer, self.num_features), scale, shift, relu,
+                                        _as3(residual, outer, self.num_features)).reshape(x.shape)
             y = x * scale.reshape(shape) + shift.reshape(shape)
-            return nn.relu(y) if relu else y
+            return _add_relu(y, residual, relu)
         n = x.numel() // self.num_features
         unbias = n / (n - 1) if n > 1 else None
         if jt.in_mpi and jt.world_size > 1:  # statistics of the global batch
-            y, mean, var, unbias = self._graph_train(x, self._mpi_moments, relu)
+            y, mean, var, unbias = self._graph_train(x, self._mpi_moments, relu, residual)
         elif jt.flags.use_cuda:
-            y, mean, var, _ = self._graph_train(x, self._local_moments, relu)
+            y, mean, var, _ = self._graph_train(x, self._local_moments, relu, residual)
         else:  # the CPU kernels, same arithmetic
-            outer = int(math.prod(x.shape[:self._axis]))
-            y, mean, var = batch_norm_train(x.reshape(outer, self.num_features, -1),
-                                            self.weight, self.bias, self.eps, relu)
+            y, mean, var = batch_norm_train(_as3(x, outer, self.num_features), self.weight,
+                                            self.bias, self.eps, relu,
+                                            _as3(residual, outer, self.num_features))
             y = y.reshape(x.shape)
         if unbias is not None:
             m = self.momentum
@@ -110,7 +116,7 @@ class BatchNorm(nn.Module):
         var = ((xd - mean) ** 2).mean(dims=axes, keepdims=True)
         return mean, var, None
 
-    def _graph_train(self, x, moments, relu):
+    def _graph_train(self, x, moments, relu, residual):
         """Training-mode normalisation as Jittor graph ops (CUDA, MPI), float64 statistics
         from ``moments(x_float64, axes, n) -> (mean, biased var, unbias factor)``."""
         shape = self._channel_shape(x.ndim)
@@ -118,7 +124,17 @@ class BatchNorm(nn.Module):
         mean, var, unbias = moments(x.float64(), axes, x.numel() // self.num_features)
         scale = (self.weight.reshape(shape).float64() / (var + self.eps).sqrt()).float32()
         y = (x - mean.float32()) * scale + self.bias.reshape(shape)
-        return (nn.relu(y) if relu else y), mean, var, unbias
+        return _add_relu(y, residual, relu), mean, var, unbias
+
+
+def _as3(x, outer, channels):
+    """``x`` viewed ``[outer, C, inner]`` for the kernels (None stays None)."""
+    return None if x is None else x.reshape(outer, channels, -1)
+
+
+def _add_relu(y, residual, relu):
+    y = y + residual if residual is not None else y
+    return nn.relu(y) if relu else y
 
 
 class Conv3d(nn.Module):

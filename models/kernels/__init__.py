@@ -11,5 +11,6 @@ from core.jittor_setup import jt
 
 
 def needs_grad(*vars):
-    """Whether a gradient can flow back to any of ``vars`` (outside ``jt.no_grad``)."""
-    return not jt.flags.no_grad and any(v.requires_grad for v in vars)
+    """Whether a gradient can flow back to any of ``vars`` (outside ``jt.no_grad``); None
+    stands for an absent input."""
+    return not jt.flags.no_grad and any(v is not None and v.requires_grad for v in vars)
