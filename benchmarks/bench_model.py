@@ -6,6 +6,7 @@ Run (from the repository root)::
     .venv/bin/python benchmarks/bench_model.py --compare --config full               # GPU
     .venv/bin/python benchmarks/bench_model.py --framework jittor --mode eval --runs 5
     .venv/bin/python benchmarks/bench_model.py --compare --json out.json
+    .venv/bin/python benchmarks/bench_model.py --baseline /tmp/old --runs 15  # ours vs ours
 
 Configs: ``bench`` is batch 2, seq_len 2, 16x112x112 clips, ResNet-101 (fits a CPU);
 ``full`` is the release's training defaults, batch 32, seq_len 12 (for a GPU).
@@ -39,6 +40,11 @@ Both frameworks get the same number of threads (``--threads``, default: every co
 the same data: random uint8 clips (what this port's loader hands the model) for ours and
 the same values as float32 (what the release's loader hands it) for the release, random
 float32 MFCC, fixed targets.
+
+``--baseline DIR`` interleaves this checkout's port with the port in DIR (another version
+of this repository, e.g. ``git archive <commit> | tar -x -C DIR``) instead of PyTorch: the
+per-pair ratio is then the measured effect of the changes between the two; ``--root DIR``
+measures the port in DIR instead of this checkout's (so any two versions can be paired).
 """
 import argparse
 import json
@@ -86,7 +92,8 @@ def model_kwargs(cfg):
 
 
 def jittor_step(cfg, mode):
-    """(one synchronised iteration, device memory figures) for this port."""
+    """(one synchronised iteration, device memory figures) for the port (this checkout's,
+    or the one whose root is first on sys.path, see ``--root``)."""
     from core.jittor_setup import jt
     from core.loss import PCCELoss, polarity_mask
     from core.optimizer import Adam
@@ -187,6 +194,8 @@ def torch_step(cfg, mode, threads):
 
 def worker(args):
     """One framework in one mode, answering the coordinator (``lockstep.serve``)."""
+    if args.root:  # the port's code from another checkout
+        sys.path.insert(0, os.path.abspath(args.root))
     cfg = CONFIGS[args.config]
     if args.framework == "jittor":
         step, memory = jittor_step(cfg, args.mode)
@@ -208,18 +217,26 @@ def worker(args):
     serve(dict(warmup=warmup, step=timed, finish=finish))
 
 
-def start_worker(args, framework, mode):
+def start_worker(args, framework, mode, root=None):
     env = dict(os.environ)
     # oneDNN and Jittor's OpenMP kernels read OMP_NUM_THREADS; torch also gets set_num_threads.
     env["OMP_NUM_THREADS"] = str(args.threads)
     cmd = [sys.executable, os.path.abspath(__file__), "--worker", "--framework", framework,
            "--mode", mode, "--config", args.config, "--threads", str(args.threads)]
-    return Worker(cmd, env=env, cwd=ROOT, label=f"{framework} {mode}")
+    if root:
+        cmd += ["--root", root]
+    return Worker(cmd, env=env, cwd=root or ROOT, label=f"{framework} {mode} {root or ''}")
 
 
 def measure_mode(args, frameworks, mode):
-    """Warm-up, interleaved timed pairs and peak memory of every framework in one mode."""
-    workers = [start_worker(args, f, mode) for f in frameworks]
+    """Warm-up, interleaved timed pairs and peak memory of every framework in one mode
+    (with ``--baseline``, the two sides are this port and the baseline's)."""
+    if args.baseline:
+        workers = [start_worker(args, "jittor", mode, args.root),
+                   start_worker(args, "jittor", mode, args.baseline)]
+    else:
+        workers = [start_worker(args, f, mode, args.root if f == "jittor" else None)
+                   for f in frameworks]
     try:
         for w in workers:
             w.call("warmup", n=args.warmup)
@@ -257,7 +274,8 @@ def print_table(measured, frameworks, args):
           f"(1-min load average {min(loads):.1f}-{max(loads):.1f})")
     pair = len(frameworks) == 2
     header = f"{'':22s}" + "".join(f"{f + ' median [range]':>26s}" for f in frameworks)
-    print(header + (f"   {'ours/release per pair: median (IQR, range)'}" if pair else ""))
+    what = "ours/baseline" if args.baseline else "ours/release"
+    print(header + (f"   {what} per pair: median (IQR, range)" if pair else ""))
 
     def row(label, cells, ratio=""):
         print(f"{label:22s}" + "".join(f"{c:>26s}" for c in cells) + (f"   {ratio}" if ratio else ""))
@@ -290,12 +308,17 @@ def main():
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--threads", type=int, default=os.cpu_count())
     parser.add_argument("--json", help="write every measurement to this file")
+    parser.add_argument("--baseline", help="compare with the port in this directory "
+                                           "(another checkout) instead of PyTorch")
+    parser.add_argument("--root", help="the port to measure is the one in this directory "
+                                       "(default: this checkout)")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
         return worker(args)
 
-    frameworks = FRAMEWORKS if args.compare else (args.framework,)
+    frameworks = ("ours", "baseline") if args.baseline else \
+        FRAMEWORKS if args.compare else (args.framework,)
     modes = MODES if args.mode == "both" else (args.mode,)
     measured = {m: measure_mode(args, frameworks, m) for m in modes}
     print_table(measured, frameworks, args)
