@@ -10,6 +10,11 @@ instead of ``import jittor``, so that a fresh machine needs no hand-set variable
   is downloaded.
 - Jittor's info lines are silenced unless ``log_silent`` is already set.
 - cutlass (which Jittor would download) is off.
+- Jittor does not import PyTorch: where PyTorch is installed, Jittor imports it at start-up
+  (``FIX_TORCH_ERROR``, so that a later ``import torch`` cannot clash with Jittor's
+  libraries), which costs ~180 MB of resident memory and ~2 s. The port never uses
+  PyTorch; the tests, which do, import it before Jittor (``tests/conftest.py``), which is
+  the order that needs no such fix.
 """
 import ctypes
 import os
@@ -37,6 +42,7 @@ def cpu_requested():
 def _configure_environment():
     os.environ.setdefault("log_silent", "1")
     os.environ.setdefault("use_cutlass", "0")
+    os.environ.setdefault("FIX_TORCH_ERROR", "0")
     if cpu_requested() or cuda_device_count() == 0:
         os.environ["nvcc_path"] = ""
         os.environ["VAANET_NO_CUDA"] = "1"
