@@ -4,9 +4,9 @@
   E[x^2] - E[x]^2 in float32 and stores the biased variance as running_var; PyTorch uses the
   biased variance to normalise but the unbiased one (n / (n - 1)) for running_var. Batch
   statistics are float64 sums, since a float32 mean over the ~25,000 values per channel of
-  the backbone loses ~1e-3 relative on the CPU. On the CPU it runs as the OpenMP kernels of
-  ``models/kernels/batchnorm.py`` (in eval mode when no gradient is needed), with an
-  optional residual added and ReLU applied in the same passes.
+  the backbone loses ~1e-3 relative on the CPU. In training on the CPU it runs as the OpenMP
+  kernels of ``models/kernels/batchnorm.py``, with an optional residual added and ReLU
+  applied in the same passes.
 - ``Conv3d`` / ``Conv2d``: convolutions on channels-last tensors (``[N, T, H, W, C]``,
   ``[N, H, W, C]``), one oneDNN call on the CPU (``models/kernels/onednn.py``; Jittor's
   stock Conv3d is ~100x slower there) and one cuDNN call on CUDA. A 1x1x1 convolution (2/3
@@ -24,7 +24,7 @@ from core.jittor_setup import jt
 from jittor import nn
 
 from models.kernels import needs_grad
-from models.kernels.batchnorm import batch_norm_apply, batch_norm_train
+from models.kernels.batchnorm import batch_norm_train
 from models.kernels.maxpool import max_pool_ndhwc
 from models.kernels.onednn import conv3d_ndhwc, onednn_ops
 
@@ -81,13 +81,9 @@ class BatchNorm(nn.Module):
         """Normalise ``x``, add ``residual`` (a tensor like ``x``) if given, then apply ReLU
         if ``relu``; on the CPU all in the kernels' passes."""
         shape = self._channel_shape(x.ndim)
-        outer = int(math.prod(x.shape[:self._axis]))
         if not self.is_training():
             scale = self.weight / (self.running_var + self.eps).sqrt()
             shift = self.bias - self.running_mean * scale
-            if not jt.flags.use_cuda and not needs_grad(x, self.weight, self.bias, residual):
-                return batch_norm_apply(_as3(x, outer, self.num_features), scale, shift, relu,
-                                        _as3(residual, outer, self.num_features)).reshape(x.shape)
             y = x * scale.reshape(shape) + shift.reshape(shape)
             return _add_relu(y, residual, relu)
         n = x.numel() // self.num_features
@@ -97,6 +93,7 @@ class BatchNorm(nn.Module):
         elif jt.flags.use_cuda:
             y, mean, var, _ = self._graph_train(x, self._local_moments, relu, residual)
         else:  # the CPU kernels, same arithmetic
+            outer = int(math.prod(x.shape[:self._axis]))
             y, mean, var = batch_norm_train(_as3(x, outer, self.num_features), self.weight,
                                             self.bias, self.eps, relu,
                                             _as3(residual, outer, self.num_features))

@@ -1,7 +1,7 @@
 """The fused CPU kernels against PyTorch in float64, with gradients: training-mode BatchNorm
 with a residual added before its ReLU (the last BatchNorm of every ResNet block), its
-one-pass batch statistics, eval-mode BatchNorm with residual and ReLU in one pass, the
-BatchNorm+ReLU pairs that ``FusedSequential`` runs as one call, and which oneDNN the
+one-pass batch statistics, eval-mode BatchNorm with a residual, the BatchNorm+ReLU pairs
+that ``FusedSequential`` runs as one call, Adam's one-pass update, and which oneDNN the
 convolution kernels are built against."""
 import importlib.metadata
 
@@ -97,9 +97,9 @@ def test_training_batchnorm_statistics_of_a_large_offset():
 
 
 @pytest.mark.parametrize("shape,axis", CASES)
-def test_eval_batchnorm_kernel_equals_pytorch(shape, axis):
-    """Eval mode without a gradient (the kernel) and with one (graph ops), residual and
-    ReLU included, against PyTorch's eval BatchNorm."""
+def test_eval_batchnorm_with_residual_equals_pytorch(shape, axis):
+    """Eval mode, residual and ReLU included (Jittor fuses them into one pass), with and
+    without a graph, against PyTorch's eval BatchNorm."""
     x, r, _, bn, ref = _setup(shape, axis, seed=7 + axis)
     perm = _perm(len(shape), axis)
     inv = np.argsort(perm)

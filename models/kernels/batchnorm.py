@@ -7,8 +7,9 @@ step). Here the forward is two passes (both moments, normalise) and the backward
 following ReLU can be fused in, which also spares keeping the ReLU's input for the backward
 pass. The arithmetic is the graph's: float64 channel sums; ``y = (x - float32(mean)) *
 float32(weight / sqrt(var + eps)) + bias`` in float32; PyTorch's backward formula with
-float64 sums. In eval mode (no gradient), ``batch_norm_apply`` is the normalisation with
-the running statistics, residual and ReLU in one pass.
+float64 sums. (In eval mode Jittor fuses the normalisation with the running statistics,
+the residual and the ReLU into one pass of its own; an OpenMP kernel for it was no faster
+on one core and up to 10x slower on two when the machine is busy.)
 
 Inputs are viewed as ``[outer, C, inner]``: ``[N, C, H*W]`` for NCHW, ``[N*T*H*W, C, 1]``
 for channels last.
@@ -110,13 +111,6 @@ def _forward_src(relu, residual):
         + _apply(f"const float v = {value}; out0_p[idx] = {out};"))
 
 
-def _apply_src(relu, residual):
-    """Eval-mode normalisation: in0 x, in1 scale, in2 shift[, in3 residual] -> out0."""
-    value = "in0_p[idx] * in1_p[c] + in2_p[c]" + (" + in3_p[idx]" if residual else "")
-    out = "std::max(v, 0.0f)" if relu else "v"
-    return _SHAPES + _apply(f"const float v = {value}; out0_p[idx] = {out};")
-
-
 def _backward_src(relu):
     # in0 x, in1 dy, in2 mean, in3 var, in4 weight, in5 y (the output, for ReLU's mask)
     g = "(in5_p[idx] > 0 ? (double)in1_p[idx] : 0.0)" if relu else "(double)in1_p[idx]"
@@ -143,7 +137,6 @@ def _backward_src(relu):
 
 
 _FORWARD = {(relu, res): _forward_src(relu, res) for relu in (False, True) for res in (False, True)}
-_APPLY = {(relu, res): _apply_src(relu, res) for relu in (False, True) for res in (False, True)}
 _BACKWARD = {relu: _backward_src(relu) for relu in (False, True)}
 
 
@@ -186,12 +179,3 @@ def batch_norm_train(x3, weight, bias, eps, relu=False, residual=None):
     weight, bias and residual through y."""
     args = (x3, weight, bias) + ((residual,) if residual is not None else ())
     return _BatchNormTrain(eps, relu)(*args)
-
-
-def batch_norm_apply(x3, scale, shift, relu=False, residual=None):
-    """Eval-mode normalisation without a gradient: ``x3 * scale + shift`` per channel
-    (``x3 [outer, C, inner]``, float32 ``scale`` and ``shift`` [C]), plus ``residual``
-    (like x3), then ReLU if ``relu``: one pass over both cores."""
-    inputs = [x3, scale, shift] + ([residual] if residual is not None else [])
-    return jt.code(x3.shape, x3.dtype, inputs, cpu_header=_HEADER,
-                   cpu_src=_APPLY[relu, residual is not None])
