@@ -28,7 +28,8 @@ void OnednnConv3dBackwardWOp::jit_run() {
     using namespace ndhwc_conv;
     engine eng(engine::kind::cpu, 0);
     stream s(eng);
-    auto pd_ = backward_weights_pd(eng, x->shape, dw->shape, dy->shape, {sd, sh, sw}, {pd, ph, pw});
+    auto pd_ = backward_pd<convolution_backward_weights>(eng, x->shape, dw->shape, dy->shape,
+                                                         {sd, sh, sw}, {pd, ph, pw});
     memory src(activation_desc(x->shape), eng, x->mem_ptr);
     memory diff_dst(activation_desc(dy->shape), eng, dy->mem_ptr);
     memory user_dw(weight_desc(dw->shape, tag::oidhw), eng, dw->mem_ptr);

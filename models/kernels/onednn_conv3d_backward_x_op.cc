@@ -28,7 +28,8 @@ void OnednnConv3dBackwardXOp::jit_run() {
     using namespace ndhwc_conv;
     engine eng(engine::kind::cpu, 0);
     stream s(eng);
-    auto pd_ = backward_data_pd(eng, dx->shape, w->shape, dy->shape, {sd, sh, sw}, {pd, ph, pw});
+    auto pd_ = backward_pd<convolution_backward_data>(eng, dx->shape, w->shape, dy->shape,
+                                                      {sd, sh, sw}, {pd, ph, pw});
     memory diff_src(activation_desc(dx->shape), eng, dx->mem_ptr);
     memory diff_dst(activation_desc(dy->shape), eng, dy->mem_ptr);
     memory user_w(weight_desc(w->shape, tag::oidhw), eng, w->mem_ptr);

@@ -47,35 +47,23 @@ inline convolution_forward::primitive_desc forward_pd(
 #endif
 }
 
-inline convolution_backward_data::primitive_desc backward_data_pd(
-        const engine& eng, const NanoVector& dx, const NanoVector& w, const NanoVector& dy,
+// The backward passes' descriptors: Prim is convolution_backward_data (x is the input's
+// gradient, w the weight) or convolution_backward_weights (x the input, w the weight's
+// gradient); both take the same arguments, with the forward pass as a hint.
+template <class Prim>
+inline typename Prim::primitive_desc backward_pd(
+        const engine& eng, const NanoVector& x, const NanoVector& w, const NanoVector& dy,
         const memory::dims& strides, const memory::dims& padding) {
-    auto hint = forward_pd(eng, dx, w, dy, strides, padding, true);
+    auto hint = forward_pd(eng, x, w, dy, strides, padding, true);
 #if DNNL_VERSION_MAJOR >= 3
-    return convolution_backward_data::primitive_desc(
-        eng, algorithm::convolution_direct, activation_desc(dx), weight_desc(w, tag::any),
+    return typename Prim::primitive_desc(
+        eng, algorithm::convolution_direct, activation_desc(x), weight_desc(w, tag::any),
         activation_desc(dy), strides, padding, padding, hint);
 #else
-    auto desc = convolution_backward_data::desc(
-        algorithm::convolution_direct, activation_desc(dx), weight_desc(w, tag::any),
+    typename Prim::desc desc(
+        algorithm::convolution_direct, activation_desc(x), weight_desc(w, tag::any),
         activation_desc(dy), strides, padding, padding);
-    return convolution_backward_data::primitive_desc(desc, eng, hint);
-#endif
-}
-
-inline convolution_backward_weights::primitive_desc backward_weights_pd(
-        const engine& eng, const NanoVector& x, const NanoVector& dw, const NanoVector& dy,
-        const memory::dims& strides, const memory::dims& padding) {
-    auto hint = forward_pd(eng, x, dw, dy, strides, padding, true);
-#if DNNL_VERSION_MAJOR >= 3
-    return convolution_backward_weights::primitive_desc(
-        eng, algorithm::convolution_direct, activation_desc(x), weight_desc(dw, tag::any),
-        activation_desc(dy), strides, padding, padding, hint);
-#else
-    auto desc = convolution_backward_weights::desc(
-        algorithm::convolution_direct, activation_desc(x), weight_desc(dw, tag::any),
-        activation_desc(dy), strides, padding, padding);
-    return convolution_backward_weights::primitive_desc(desc, eng, hint);
+    return typename Prim::primitive_desc(desc, eng, hint);
 #endif
 }
 
