@@ -3,8 +3,6 @@ with a residual added before its ReLU (the last BatchNorm of every ResNet block)
 one-pass batch statistics, eval-mode BatchNorm with a residual, the BatchNorm+ReLU pairs
 that ``FusedSequential`` runs as one call, Adam's one-pass update, and which oneDNN the
 convolution kernels are built against."""
-import importlib.metadata
-
 import numpy as np
 import pytest
 import torch
@@ -137,20 +135,14 @@ def test_fused_sequential_equals_its_layers_one_by_one(train):
                                       "num_batches_tracked")}
 
 
-def test_onednn_build_is_the_installed_one():
-    """The convolution kernels use oneDNN 3.x when PyPI's GNU-OpenMP build is installed,
-    Jittor's 2.2 otherwise, and the library they use is the one loaded."""
+def test_onednn_build_is_the_chosen_one():
+    """The convolution kernels use Jittor's oneDNN 2.2, or with VAANET_ONEDNN=pypi the 3.x
+    of PyPI's GNU-OpenMP build, and the library they use is the one loaded."""
     import os
     from models.kernels.onednn import onednn_ops, onednn_version
     if jt.flags.use_cuda or onednn_ops() is None:
         pytest.skip("no CPU oneDNN kernels here")
-    try:
-        importlib.metadata.distribution("onednn-devel-cpu-gomp")
-        installed = True
-    except importlib.metadata.PackageNotFoundError:
-        installed = False
-    wanted = os.environ.get("VAANET_ONEDNN", "auto")
-    major = "3" if installed and wanted != "jittor" else "2"
+    major = "3" if os.environ.get("VAANET_ONEDNN") == "pypi" else "2"
     assert onednn_version().split(".")[0] == major
     from models.layers import Conv3d
     conv = Conv3d(4, 8, 3, 1, 1)

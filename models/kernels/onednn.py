@@ -1,13 +1,16 @@
 """Float32 convolutions on channels-last tensors, straight on oneDNN, compiled on first use.
 
-Which oneDNN: the 3.x of PyPI's GNU-OpenMP build (``onednn-cpu-gomp`` and
-``onednn-devel-cpu-gomp``, in requirements.txt) when it is installed in this Python
-environment, else the 2.2 that Jittor itself uses on the CPU
-(``~/.cache/jittor/mkl/dnnl_*``). ``VAANET_ONEDNN=jittor`` (or ``pypi``) forces one.
-Both builds come from the same sources (``onednn_conv3d*_op.cc``). The two libraries
-live in one process without clashing: they have different sonames (libdnnl.so.2 and .3),
-and Jittor opens every compiled kernel with ``RTLD_DEEPBIND``, so each kernel binds to the
-oneDNN it was linked against; the OpenMP runtime (GNU) is the one Jittor uses.
+Which oneDNN: the 2.2 that Jittor itself uses on the CPU (``~/.cache/jittor/mkl/dnnl_*``),
+or with ``VAANET_ONEDNN=pypi`` the 3.x of PyPI's GNU-OpenMP build (``pip install
+onednn-cpu-gomp onednn-devel-cpu-gomp``). Both builds come from the same sources
+(``onednn_conv3d*_op.cc``). 3.2 runs the audio stream's forward convolutions in 0.8 of
+2.2's time and ties on the backward passes and on the backbone, but its forward kernels
+for the backbone's large 3D convolutions round 2-4x more (the float64 parity figures of
+the whole model double): so 2.2 is the default (``benchmarks/README.md``). The two
+libraries live in one process without clashing: they have different sonames
+(libdnnl.so.2 and .3), and Jittor opens every compiled kernel with ``RTLD_DEEPBIND``, so
+each kernel binds to the oneDNN it was linked against; the OpenMP runtime (GNU) is the one
+Jittor uses.
 
 Jittor's own CPU convolutions (``mkl_conv`` and its backward ops) take NCHW and let oneDNN
 allocate reordered copies of every input, output and weight with malloc on each call. The
@@ -80,16 +83,15 @@ def _jittor_onednn():
 
 def _choose():
     """The oneDNN to build against: (include, lib, link name) or None."""
-    want = os.environ.get("VAANET_ONEDNN", "auto")
-    if want not in ("auto", "pypi", "jittor"):
-        raise ValueError(f"VAANET_ONEDNN must be auto, pypi or jittor, not {want!r}")
-    if want in ("auto", "pypi"):
+    want = os.environ.get("VAANET_ONEDNN", "jittor")
+    if want not in ("pypi", "jittor"):
+        raise ValueError(f"VAANET_ONEDNN must be jittor or pypi, not {want!r}")
+    if want == "pypi":
         found = _pypi_onednn()
-        if found is not None:
-            return found + ("dnnl",)
-        if want == "pypi":
+        if found is None:
             raise RuntimeError("VAANET_ONEDNN=pypi, but oneDNN 3.x from PyPI is not installed "
                                "(pip install onednn-cpu-gomp onednn-devel-cpu-gomp)")
+        return found + ("dnnl",)
     found = _jittor_onednn()
     return None if found is None else found + ("mkldnn",)
 
