@@ -13,6 +13,11 @@ instead of ``import jittor``, so that a fresh machine needs no hand-set variable
   is downloaded.
 - Jittor's info lines are silenced unless ``log_silent`` is already set.
 - cutlass (which Jittor would download) is off.
+- Jittor does not import PyTorch: where PyTorch is installed, Jittor imports it at start-up
+  (``FIX_TORCH_ERROR``, so that a later ``import torch`` cannot clash with Jittor's
+  libraries), which costs ~180 MB of resident memory and ~2 s. The port never uses
+  PyTorch; the tests, which do, import it before Jittor (``tests/conftest.py``), which is
+  the order that needs no such fix.
 """
 import os
 import sys
@@ -28,6 +33,7 @@ def cpu_requested():
 def _configure_environment():
     os.environ.setdefault("log_silent", "1")
     os.environ.setdefault("use_cutlass", "0")
+    os.environ.setdefault("FIX_TORCH_ERROR", "0")
     devices = 0 if cpu_requested() else cuda_device_count()
     if cpu_requested() or (devices == 0 and not _compile_only()):
         os.environ["nvcc_path"] = ""

@@ -4,8 +4,9 @@
   E[x^2] - E[x]^2 in float32 and stores the biased variance as running_var; PyTorch uses the
   biased variance to normalise but the unbiased one (n / (n - 1)) for running_var. Batch
   statistics are float64 sums, since a float32 mean over the ~25,000 values per channel of
-  the backbone loses ~1e-3 relative on the CPU. In training on the CPU it runs as the
-  OpenMP kernels of ``models/kernels/batchnorm.py``, with an optional fused ReLU.
+  the backbone loses ~1e-3 relative on the CPU. In training on the CPU it runs as the OpenMP
+  kernels of ``models/kernels/batchnorm.py``, with an optional residual added and ReLU
+  applied in the same passes.
 - ``Conv3d`` / ``Conv2d``: convolutions on channels-last tensors (``[N, T, H, W, C]``,
   ``[N, H, W, C]``), one oneDNN call on the CPU (``models/kernels/onednn.py``; Jittor's
   stock Conv3d is ~100x slower there) and one cuDNN call on CUDA. A 1x1x1 convolution (2/3
@@ -96,26 +97,31 @@ class BatchNorm(nn.Module):
     def _channel_shape(self, ndim):
         return [self.num_features if i == self._axis else 1 for i in range(ndim)]
 
-    def execute(self, x, relu=False):
-        """Normalise ``x``; ``relu=True`` also applies ReLU (fused into the CPU kernels)."""
+    def execute(self, x, relu=False, residual=None):
+        """Normalise ``x``, add ``residual`` (a tensor like ``x``) if given, then apply ReLU
+        if ``relu``; on the CPU all in the kernels' passes."""
         shape = self._channel_shape(x.ndim)
         if not self.is_training():
             scale = self.weight / (self.running_var + self.eps).sqrt()
             shift = self.bias - self.running_mean * scale
             y = x * scale.reshape(shape) + shift.reshape(shape)
-            return nn.relu(y) if relu else y
+            return _add_relu(y, residual, relu)
         n = x.numel() // self.num_features
         unbias = n / (n - 1) if n > 1 else None
         if _device.mpi or _device.cuda:  # graph ops; under MPI the global batch's statistics
-            train = _GraphBatchNormTrain(self._axis, self.eps, relu,
+            fuse_relu = relu and residual is None
+            train = _GraphBatchNormTrain(self._axis, self.eps, fuse_relu,
                                          _device.all_reduce if _device.mpi else None)
             y, mean, var = train(x, self.weight, self.bias)
+            if not fuse_relu:
+                y = _add_relu(y, residual, relu)
             if _device.mpi:
                 unbias = (train.count / (train.count - 1)).stop_grad()
         else:  # the CPU kernels, same arithmetic
             outer = int(math.prod(x.shape[:self._axis]))
-            y, mean, var = batch_norm_train(x.reshape(outer, self.num_features, -1),
-                                            self.weight, self.bias, self.eps, relu)
+            y, mean, var = batch_norm_train(_as3(x, outer, self.num_features), self.weight,
+                                            self.bias, self.eps, relu,
+                                            _as3(residual, outer, self.num_features))
             y = y.reshape(x.shape)
         if unbias is not None:
             m = self.momentum
@@ -190,6 +196,16 @@ class _GraphBatchNormTrain(jt.Function):
         dproj = (sgx / self.count).reshape(self.shape) * invstd * invstd
         dx = (g - dmean - xc * dproj) * (weight.reshape(self.shape).float64() * invstd)
         return dx.float32(), dweight, dbias
+
+
+def _as3(x, outer, channels):
+    """``x`` viewed ``[outer, C, inner]`` for the kernels (None stays None)."""
+    return None if x is None else x.reshape(outer, channels, -1)
+
+
+def _add_relu(y, residual, relu):
+    y = y + residual if residual is not None else y
+    return nn.relu(y) if relu else y
 
 
 class Conv3d(nn.Module):

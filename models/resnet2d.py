@@ -3,14 +3,14 @@
 Its first convolution is the release's Conv2d(1, 64, (7, 1), stride (2, 1), padding (3, 0)),
 and it ends with AvgPool2d((8, 2)). It runs channels last, on ``[N, H, W, C]``, with the
 3D ResNets' ``BasicBlock`` in two dimensions. ``audio_resnet18`` returns the
-``nn.Sequential`` whose children 0-8 are conv1, bn1, relu, maxpool, layer1..layer4,
-avgpool: the release's ``a_resnet`` key for key, so torchvision's ImageNet weights load
-into children 1 and 4-7.
+``nn.Sequential`` (a ``FusedSequential``: bn1 and relu run as one kernel) whose children
+0-8 are conv1, bn1, relu, maxpool, layer1..layer4, avgpool: the release's ``a_resnet`` key
+for key, so torchvision's ImageNet weights load into children 1 and 4-7.
 """
 from jittor import nn
 
 from models.layers import BatchNorm, Conv2d, max_pool
-from models.resnet3d import BasicBlock
+from models.resnet3d import BasicBlock, FusedSequential
 
 
 def _bn(channels):
@@ -50,7 +50,7 @@ def _make_layer(inplanes, planes, blocks, stride):
 
 
 def audio_resnet18():
-    return nn.Sequential(
+    return FusedSequential(
         Conv2d(1, 64, (7, 1), (2, 1), (3, 0), init="default"),
         _bn(64), nn.ReLU(), MaxPool2d(),
         _make_layer(64, 64, 2, 1), _make_layer(64, 128, 2, 2),

@@ -15,7 +15,7 @@ from jittor import nn
 
 from models.layers import BatchNorm, Conv1d, Linear
 from models.resnet2d import audio_resnet18
-from models.resnet3d import output_channels, output_positions, resnet3d_backbone
+from models.resnet3d import FusedSequential, output_channels, output_positions, resnet3d_backbone
 
 
 class _Attention(nn.Module):
@@ -47,7 +47,7 @@ class VAANet(nn.Module):
         self.resnet = resnet3d_backbone(resnet_depth)
         for p in self.resnet.parameters():
             p.requires_grad = False
-        self.conv0 = nn.Sequential(
+        self.conv0 = FusedSequential(
             Conv1d(output_channels(resnet_depth), self.ft_channels),
             BatchNorm(self.ft_channels), nn.ReLU())
         self.sa_net = _Attention(self.ft_channels, self.n_positions, fc_bias=False)

@@ -1,8 +1,14 @@
-"""Shared pytest fixtures."""
+"""Shared pytest fixtures.
+
+PyTorch (the tests' reference) is imported here, before anything imports Jittor: the port
+keeps Jittor from importing PyTorch itself (``core/jittor_setup.py``), and PyTorch loaded
+after Jittor's libraries could bind to their symbols.
+"""
 import subprocess
 from pathlib import Path
 
 import pytest
+import torch  # noqa: F401  (first; see above)
 
 
 @pytest.fixture(scope="session")
