@@ -51,7 +51,7 @@ CONFIGS = {
 }
 FRAMEWORKS = ("jittor", "torch")
 MODES = ("eval", "train")
-POSITIVE = (1, 4, 6, 7)  # VE-8's positive classes, for the PCCE loss
+DATASET = "ve8"  # its classes and polarity, for the PCCE loss
 
 
 def peak_rss_bytes():
@@ -74,9 +74,24 @@ def make_batch(cfg, seed=0):
     return visual, audio, target
 
 
-def model_kwargs(cfg):
-    return dict(snippet_duration=cfg["snippet_duration"], sample_size=cfg["sample_size"],
-                n_classes=8, seq_len=cfg["seq_len"], resnet_depth=cfg["resnet_depth"])
+def model_options(cfg):
+    """The release's model options (``model.release_defaults``) at the config's sizes."""
+    from model import release_defaults
+    out = dict(release_defaults(), dataset=DATASET)
+    out.update({k: cfg[k] for k in ("snippet_duration", "sample_size", "seq_len", "resnet_depth")})
+    return out
+
+
+def positive_mask():
+    from datasets.catalog import DATASETS
+    return DATASETS[DATASET].classes.positive_mask()
+
+
+def torch_kwargs(cfg):
+    """The same network for the PyTorch reference (which takes VAANet's arguments)."""
+    from model import NETWORK_OPTIONS, model_config
+    config = model_config(model_options(cfg))
+    return {k: config[k] for k in NETWORK_OPTIONS}
 
 
 def time_iterations(step, warmup, runs):
@@ -92,12 +107,12 @@ def time_iterations(step, warmup, runs):
 
 def bench_jittor(cfg, mode, warmup, runs):
     from core.jittor_setup import jt
-    from core.loss import PCCELoss, polarity_mask
+    from core.loss import PCCELoss
     from core.optimizer import Adam
-    from models.vaanet import VAANet
+    from model import generate_model
 
     jt.set_global_seed(0)
-    model = VAANet(**model_kwargs(cfg))
+    model = generate_model(model_options(cfg))
     visual_np, audio_np, target_np = make_batch(cfg)
     visual, audio, target = jt.array(visual_np), jt.array(audio_np), jt.array(target_np)
     jt.sync_all(True)
@@ -112,7 +127,7 @@ def bench_jittor(cfg, mode, warmup, runs):
             jt.sync_all(True)
     else:
         model.train()
-        criterion = PCCELoss(polarity_mask("ve8", 8))
+        criterion = PCCELoss(positive_mask())
         optimizer = Adam([p for p in model.parameters() if p.requires_grad], lr=2e-4)
 
         def step():
@@ -142,7 +157,8 @@ def bench_torch(cfg, mode, warmup, runs, threads):
     torch.manual_seed(0)
     cuda = torch.cuda.is_available() and os.environ.get("VAANET_NO_CUDA", "0") in ("", "0")
     device = torch.device("cuda" if cuda else "cpu")
-    model = TorchVAANet(**model_kwargs(cfg)).to(device)
+    model = TorchVAANet(**torch_kwargs(cfg)).to(device)
+    positive = tuple(int(i) for i in positive_mask().nonzero()[0])
     visual_np, audio_np, target_np = make_batch(cfg)
     # The release's loader yields float32 clips.
     visual = torch.from_numpy(visual_np.astype("float32")).to(device)
@@ -168,7 +184,7 @@ def bench_torch(cfg, mode, warmup, runs, threads):
         def step():
             optimizer.zero_grad()
             logits = model(visual, audio)[0]
-            loss = pcce_loss(logits, target, POSITIVE)
+            loss = pcce_loss(logits, target, positive)
             loss.backward()
             optimizer.step()
             loss.item()
