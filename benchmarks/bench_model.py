@@ -37,6 +37,7 @@ and prints one table with ratios ours / release (lower is better).
 import argparse
 import json
 import os
+import inspect
 import statistics
 import subprocess
 import sys
@@ -45,13 +46,23 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-CONFIGS = {
-    "bench": dict(batch=2, seq_len=2, snippet_duration=16, sample_size=112, resnet_depth=101),
-    "full": dict(batch=32, seq_len=12, snippet_duration=16, sample_size=112, resnet_depth=101),
-}
+# Neither imports Jittor, so that the PyTorch worker stays free of it.
+from datasets.catalog import DATASETS  # noqa: E402
+from opts import add_model_options, add_training_options, defaults_of  # noqa: E402
+
+DATASET = "ve8"  # its classes and polarity, for the PCCE loss
+SIZES = ("seq_len", "snippet_duration", "sample_size", "resnet_depth")
+
+
+def release_config(**changes):
+    """The release's batch size and model sizes (opts.py's defaults), with ``changes``."""
+    d = defaults_of(add_model_options, add_training_options)
+    return dict(dict(batch=d["batch_size"], **{k: d[k] for k in SIZES}), **changes)
+
+
+CONFIGS = {"bench": release_config(batch=2, seq_len=2), "full": release_config()}
 FRAMEWORKS = ("jittor", "torch")
 MODES = ("eval", "train")
-DATASET = "ve8"  # its classes and polarity, for the PCCE loss
 
 
 def peak_rss_bytes():
@@ -70,28 +81,19 @@ def make_batch(cfg, seed=0):
     b, s, t, size = cfg["batch"], cfg["seq_len"], cfg["snippet_duration"], cfg["sample_size"]
     visual = rng.integers(0, 256, (b, s, 3, t, size, size), dtype=np.uint8)
     audio = (rng.standard_normal((b, 4096, 32)) * 20).astype(np.float32)
-    target = (np.arange(b) % 8).astype(np.int64)
+    target = (np.arange(b) % len(DATASETS[DATASET].classes)).astype(np.int64)
     return visual, audio, target
 
 
 def model_options(cfg):
-    """The release's model options (``model.release_defaults``) at the config's sizes."""
-    from model import release_defaults
-    out = dict(release_defaults(), dataset=DATASET)
-    out.update({k: cfg[k] for k in ("snippet_duration", "sample_size", "seq_len", "resnet_depth")})
+    """opts.py's model options at the config's sizes, with the dataset's class count."""
+    out = defaults_of(add_model_options)
+    out.update({k: cfg[k] for k in SIZES}, dataset=DATASET, n_classes=len(DATASETS[DATASET].classes))
     return out
 
 
 def positive_mask():
-    from datasets.catalog import DATASETS
     return DATASETS[DATASET].classes.positive_mask()
-
-
-def torch_kwargs(cfg):
-    """The same network for the PyTorch reference (which takes VAANet's arguments)."""
-    from model import NETWORK_OPTIONS, model_config
-    config = model_config(model_options(cfg))
-    return {k: config[k] for k in NETWORK_OPTIONS}
 
 
 def time_iterations(step, warmup, runs):
@@ -157,7 +159,8 @@ def bench_torch(cfg, mode, warmup, runs, threads):
     torch.manual_seed(0)
     cuda = torch.cuda.is_available() and os.environ.get("VAANET_NO_CUDA", "0") in ("", "0")
     device = torch.device("cuda" if cuda else "cpu")
-    model = TorchVAANet(**torch_kwargs(cfg)).to(device)
+    options = model_options(cfg)
+    model = TorchVAANet(**{k: options[k] for k in inspect.signature(TorchVAANet).parameters}).to(device)
     positive = tuple(int(i) for i in positive_mask().nonzero()[0])
     visual_np, audio_np, target_np = make_batch(cfg)
     # The release's loader yields float32 clips.
