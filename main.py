@@ -38,10 +38,8 @@ def resolve_resume(path):
     return path
 
 
-def class_problem(train_set, val_set, opt):
+def class_problem(train_set, opt):
     """Why the annotation's classes cannot train this model, or None."""
-    if val_set.classes != train_set.classes:
-        return "its training and validation subsets disagree on the classes"
     if len(train_set.classes) != opt.n_classes:
         return (f"{opt.annotation_path} has {len(train_set.classes)} classes, --n_classes "
                 f"says {opt.n_classes}")
@@ -85,7 +83,7 @@ def main(argv=None):
     except DatasetError as e:
         print(f"main.py: the dataset under {opt.root_path} is not usable:\n{e}", file=sys.stderr)
         return 2
-    problem = class_problem(train_set, val_set, opt)
+    problem = class_problem(train_set, opt)
     if problem:
         print(f"main.py: the dataset under {opt.root_path} is not usable: {problem}",
               file=sys.stderr)
@@ -108,7 +106,8 @@ def main(argv=None):
         begin_epoch = int(meta.get("epoch", begin_epoch))  # the release stores epoch + 1
         best_acc = float(meta.get("best_acc", 0.0))
         if main_rank:
-            print(f"resumed from {resume_file}: continuing at epoch {begin_epoch}")
+            print(f"resumed from {resume_file}, saved after epoch {begin_epoch - 1}: "
+                  f"continuing at epoch {begin_epoch}")
     # Every rank starts from rank 0's weights (frozen ones and buffers included).
     distributed.broadcast_model(model)
 

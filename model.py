@@ -18,9 +18,11 @@ the one place that knows
 - how Hara et al.'s Kinetics 3D ResNet and torchvision's ImageNet ResNet-18 map onto the
   model (``load_pretrained_visual``, ``load_pretrained_audio``), by the names that the
   backbones give their children (``models/resnet3d.py``, ``models/resnet2d.py``).
+
+Importing it does not start Jittor (only building a model does), so that the scripts can
+read a checkpoint's options before they choose the device.
 """
 from core.checkpoint import CheckpointError, load_renamed, load_weights
-from models.vaanet import VAANet
 from opts import add_model_options, defaults_of
 
 
@@ -65,6 +67,8 @@ def describe(config):
 def generate_model(options):
     """A VAANet configured by ``options``: the command-line options (a Namespace) or a
     dict holding the same keys (``model_config``)."""
+    from models.vaanet import VAANet  # starts Jittor: the options above must not need it
+
     config = model_config(options)
     return VAANet(**{k: int(config[k]) for k in NETWORK_OPTIONS})
 

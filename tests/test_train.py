@@ -165,3 +165,11 @@ def test_help(script):
                           text=True, timeout=120)
     assert proc.returncode == 0
     assert "--" in proc.stdout and "usage" in proc.stdout
+    # --help answers without starting Jittor (nor does reading the options: --no_cuda
+    # must be known before it starts)
+    code = ("import runpy, sys\nsys.argv = [%r, '--help']\ntry:\n"
+            "    runpy.run_path(%r, run_name='__main__')\nexcept SystemExit:\n    pass\n"
+            "print('jittor' in sys.modules, file=sys.stderr)" % (script, script))
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.stderr.strip().splitlines()[-1] == "False", proc.stderr
