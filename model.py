@@ -23,7 +23,8 @@ Importing it does not start Jittor (only building a model does), so that the scr
 read a checkpoint's options before they choose the device.
 """
 from core.checkpoint import CheckpointError, load_renamed, load_weights
-from opts import add_model_options, defaults_of
+from datasets.catalog import classes_of_dataset
+from opts import DATASET_PATHS, add_model_options, defaults_of
 
 
 def release_defaults():
@@ -43,15 +44,10 @@ NETWORK_OPTIONS = ("snippet_duration", "sample_size", "n_classes", "seq_len",
 #: options after their paths had been joined to root_path.
 META_VERSION = 2
 
-#: The dataset paths among the options (relative ones are relative to root_path).
-PATH_OPTIONS = ("video_path", "audio_path", "annotation_path", "audio_cache")
-
 
 def model_config(options):
     """``{option: value}`` of ``MODEL_OPTIONS`` from a Namespace or a dict; ``n_classes``
     None becomes the dataset's number of classes."""
-    from datasets.catalog import classes_of_dataset
-
     get = options.get if isinstance(options, dict) else lambda k: getattr(options, k, None)
     config = {k: get(k) for k in MODEL_OPTIONS}
     if config["n_classes"] is None:
@@ -140,7 +136,7 @@ def saved_options(meta, keys):
     out = {}
     for k in keys:
         value = saved.get(k)
-        if value is None or (joined and k in PATH_OPTIONS):
+        if value is None or (joined and k in DATASET_PATHS):
             continue
         out[k] = value
     labels = meta.get("labels")

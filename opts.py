@@ -30,6 +30,9 @@ from datasets.catalog import DATASETS, classes_of_dataset
 
 DEFAULT_AUDIO_CACHE = "mfcc_cache"
 
+#: The options naming a place in the prepared dataset, relative to --root_path unless absolute.
+DATASET_PATHS = ("video_path", "audio_path", "annotation_path", "audio_cache")
+
 
 def _default_threads():
     return max(1, min(4, os.cpu_count() or 1))
@@ -128,12 +131,10 @@ def finalize_opts(args):
                 setattr(opt, key, value)
     if opt.n_classes is None:
         opt.n_classes = len(classes_of_dataset(opt.dataset))
-    for key in ("video_path", "audio_path", "annotation_path"):
-        setattr(opt, key, _resolve(opt.root_path, getattr(opt, key)))
     if opt.no_audio_cache or not opt.audio_cache:
         opt.audio_cache = None
-    else:
-        opt.audio_cache = _resolve(opt.root_path, opt.audio_cache)
+    for key in DATASET_PATHS:
+        setattr(opt, key, _resolve(opt.root_path, getattr(opt, key)))
     set_classes(opt, classes_of_dataset(opt.dataset, opt.n_classes))
     return opt
 
