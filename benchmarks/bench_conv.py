@@ -41,13 +41,13 @@ def model_layers(config):
     """[(name, kind, x shape, w shape, stride, padding, trainable, count)] of every distinct
     convolution the model runs, in order of first use (channels-last shapes)."""
     import numpy as np
-    from benchmarks.bench_model import CONFIGS, make_batch, model_kwargs
+    from benchmarks.bench_model import CONFIGS, make_batch, model_options
     from core.jittor_setup import jt
+    from model import generate_model
     from models.layers import Conv2d, Conv3d
-    from models.vaanet import VAANet
 
     cfg = CONFIGS[config]
-    model = VAANet(**model_kwargs(cfg))
+    model = generate_model(model_options(cfg))
     model.eval()
     seen = collections.OrderedDict()
 

@@ -47,6 +47,7 @@ per-pair ratio is then the measured effect of the changes between the two; ``--r
 measures the port in DIR instead of this checkout's (so any two versions can be paired).
 """
 import argparse
+import inspect
 import json
 import os
 import sys
@@ -57,13 +58,23 @@ sys.path.insert(0, ROOT)
 
 from benchmarks.lockstep import Worker, fmt_spread, interleave, load_average, serve, spread  # noqa: E402
 
-CONFIGS = {
-    "bench": dict(batch=2, seq_len=2, snippet_duration=16, sample_size=112, resnet_depth=101),
-    "full": dict(batch=32, seq_len=12, snippet_duration=16, sample_size=112, resnet_depth=101),
-}
+# Neither imports Jittor, so that the PyTorch worker stays free of it.
+from datasets.catalog import DATASETS  # noqa: E402
+from opts import add_model_options, add_training_options, defaults_of  # noqa: E402
+
+DATASET = "ve8"  # its classes and polarity, for the PCCE loss
+SIZES = ("seq_len", "snippet_duration", "sample_size", "resnet_depth")
+
+
+def release_config(**changes):
+    """The release's batch size and model sizes (opts.py's defaults), with ``changes``."""
+    d = defaults_of(add_model_options, add_training_options)
+    return dict(dict(batch=d["batch_size"], **{k: d[k] for k in SIZES}), **changes)
+
+
+CONFIGS = {"bench": release_config(batch=2, seq_len=2), "full": release_config()}
 FRAMEWORKS = ("jittor", "torch")
 MODES = ("eval", "train")
-POSITIVE = (1, 4, 6, 7)  # VE-8's positive classes, for the PCCE loss
 
 
 def peak_rss_bytes():
@@ -82,25 +93,31 @@ def make_batch(cfg, seed=0):
     b, s, t, size = cfg["batch"], cfg["seq_len"], cfg["snippet_duration"], cfg["sample_size"]
     visual = rng.integers(0, 256, (b, s, 3, t, size, size), dtype=np.uint8)
     audio = (rng.standard_normal((b, 4096, 32)) * 20).astype(np.float32)
-    target = (np.arange(b) % 8).astype(np.int64)
+    target = (np.arange(b) % len(DATASETS[DATASET].classes)).astype(np.int64)
     return visual, audio, target
 
 
-def model_kwargs(cfg):
-    return dict(snippet_duration=cfg["snippet_duration"], sample_size=cfg["sample_size"],
-                n_classes=8, seq_len=cfg["seq_len"], resnet_depth=cfg["resnet_depth"])
+def model_options(cfg):
+    """opts.py's model options at the config's sizes, with the dataset's class count."""
+    out = defaults_of(add_model_options)
+    out.update({k: cfg[k] for k in SIZES}, dataset=DATASET, n_classes=len(DATASETS[DATASET].classes))
+    return out
+
+
+def positive_mask():
+    return DATASETS[DATASET].classes.positive_mask()
 
 
 def jittor_step(cfg, mode):
     """(one synchronised iteration, device memory figures) for the port (this checkout's,
     or the one whose root is first on sys.path, see ``--root``)."""
     from core.jittor_setup import jt
-    from core.loss import PCCELoss, polarity_mask
+    from core.loss import PCCELoss
     from core.optimizer import Adam
-    from models.vaanet import VAANet
+    from model import generate_model
 
     jt.set_global_seed(0)
-    model = VAANet(**model_kwargs(cfg))
+    model = generate_model(model_options(cfg))
     visual_np, audio_np, target_np = make_batch(cfg)
     visual, audio, target = jt.array(visual_np), jt.array(audio_np), jt.array(target_np)
     jt.sync_all(True)
@@ -115,7 +132,7 @@ def jittor_step(cfg, mode):
             jt.sync_all(True)
     else:
         model.train()
-        criterion = PCCELoss(polarity_mask("ve8", 8))
+        criterion = PCCELoss(positive_mask())
         optimizer = Adam([p for p in model.parameters() if p.requires_grad], lr=2e-4)
 
         def step():
@@ -147,7 +164,9 @@ def torch_step(cfg, mode, threads):
     torch.manual_seed(0)
     cuda = torch.cuda.is_available() and os.environ.get("VAANET_NO_CUDA", "0") in ("", "0")
     device = torch.device("cuda" if cuda else "cpu")
-    model = TorchVAANet(**model_kwargs(cfg)).to(device)
+    options = model_options(cfg)
+    model = TorchVAANet(**{k: options[k] for k in inspect.signature(TorchVAANet).parameters}).to(device)
+    positive = tuple(int(i) for i in positive_mask().nonzero()[0])
     visual_np, audio_np, target_np = make_batch(cfg)
     # The release's loader yields float32 clips.
     visual = torch.from_numpy(visual_np.astype("float32")).to(device)
@@ -173,7 +192,7 @@ def torch_step(cfg, mode, threads):
         def step():
             optimizer.zero_grad()
             logits = model(visual, audio)[0]
-            loss = pcce_loss(logits, target, POSITIVE)
+            loss = pcce_loss(logits, target, positive)
             loss.backward()
             optimizer.step()
             loss.item()

@@ -4,7 +4,8 @@ Visual stream: a frozen 3D ResNet over ``seq_len`` snippets, then spatial (``sa_
 channel-wise (``cwa_net``) and temporal (``ta_net``) attention. Audio stream: a 2D
 ResNet-18 over ``audio_n_segments`` MFCC segments with temporal attention (``aa_net``).
 ``av_fc`` classifies the concatenation. Module and parameter names are the release's, so
-``state_dict()`` keys equal its checkpoints' keys.
+``state_dict()`` keys equal its checkpoints' keys. The layers follow docs/release.md ("The
+model"); ``model.py`` builds one from the command-line options or a checkpoint.
 
     model = VAANet(n_classes=8, seq_len=12, resnet_depth=101)
     logits, alpha, beta, gamma = model(visual, audio)
@@ -122,12 +123,3 @@ class VAANet(nn.Module):
         Aa = nn.relu(self.aa_net.scores(x))                            # [B, 16]
         return (x * Aa.unsqueeze(1)).mean(dim=2)                       # [B, 256]
 
-
-def generate_model(config):
-    """A VAANet configured from ``config``: the command-line options (an argparse
-    Namespace) or a dict holding the same keys (e.g. a checkpoint's saved options)."""
-    get = config.get if isinstance(config, dict) else lambda k: getattr(config, k)
-    return VAANet(snippet_duration=get("snippet_duration"), sample_size=get("sample_size"),
-                  n_classes=get("n_classes"), seq_len=get("seq_len"),
-                  audio_embed_size=get("audio_embed_size"),
-                  audio_n_segments=get("audio_n_segments"), resnet_depth=get("resnet_depth"))

@@ -19,10 +19,10 @@ def run(argv):
     from opts import parse_opts
     from core.jittor_setup import jt
     from core import distributed
-    from core.dataset import get_training_set, make_loader
+    from datasets.factory import get_training_set, make_loader
     from core.loss import get_loss
     from core.optimizer import Adam
-    from models.vaanet import generate_model
+    from model import generate_model
 
     opt = parse_opts(rest)
     jt.set_global_seed(opt.manual_seed)

@@ -22,7 +22,8 @@ import torch
 
 from core.checkpoint import load_weights
 from core.jittor_setup import jt
-from core.loss import PCCELoss, polarity_mask
+from core.loss import PCCELoss
+from datasets.catalog import polarity_mask
 from models.vaanet import VAANet
 from tests.torch_reference import TorchVAANet, pcce_loss
 
