@@ -48,16 +48,16 @@ class SampleError(RuntimeError):
         self.path, self.cause, self.detail = path, cause, detail
 
     @classmethod
-    def of(cls, exc, video_id, label, subset, video_dir):
+    def of(cls, exc, video_id, label, subset, video_dir, where=""):
         """The SampleError for ``exc``, met while loading the video; call it in the
-        ``except`` block (it keeps the traceback as ``detail``)."""
+        ``except`` block (it keeps ``where`` and the traceback as ``detail``)."""
         if isinstance(exc, UnreadableFile):
             path, cause = exc.path, exc.cause
         elif isinstance(exc, OSError) and exc.filename:
             path, cause = os.fspath(exc.filename), os_cause(exc)
         else:
             path, cause = video_dir, f"{type(exc).__name__}: {exc}"
-        return cls(video_id, label, subset, path, cause, traceback.format_exc())
+        return cls(video_id, label, subset, path, cause, where + traceback.format_exc())
 
     def lines(self):
         """The error in a few lines: the video, the file, the cause."""
@@ -151,8 +151,8 @@ def frame_cause(path, exc):
             return "a damaged JPEG: its header is unreadable"
         return f"not a JPEG image: it starts with {head!r} (overwritten or corrupt)"
     message = str(exc)
-    if "truncated" in message:
-        return f"a truncated JPEG: its image data stops early ({_size(path)} bytes)"
+    if "truncated" in message.lower():  # PIL: "image file is truncated", "Truncated File Read"
+        return f"a truncated JPEG: the file stops early ({_size(path)} bytes)"
     return f"a damaged JPEG ({type(exc).__name__}: {message})"
 
 

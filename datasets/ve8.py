@@ -225,8 +225,9 @@ class VE8Dataset(Dataset):
             visual, audio, _ = self.recipe(entry["video_dir"], entry["frame_indices"],
                                            entry["audio"], self._rng(index))
         except Exception as e:  # noqa: BLE001  (whatever it is, it is this video's)
+            where = f"in loader worker process {os.getpid()}:\n" if self._in_worker else ""
             error = SampleError.of(e, entry["video_id"], entry["label"], self.subset,
-                                   entry["video_dir"])
+                                   entry["video_dir"], where)
             if self._in_worker:
                 return error  # to the main process in the batch (see the module docstring)
             raise error from e
