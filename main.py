@@ -228,6 +228,7 @@ def main(argv=None):
         print(f"done: best validation accuracy {best_acc:.3f}; checkpoints in {folder}")
     return 0
 
+
 if __name__ == "__main__":
     from core import entry
     sys.exit(entry.run(main))
