@@ -25,7 +25,7 @@ Model configuration and classes: from the checkpoint (this project's .npz stores
 options it was trained with, its class names and their polarity; ``model.py``), else from
 the flags (release defaults: ResNet-101, 12 x 16 frames, 112 x 112, VE-8); flags given
 explicitly always win. A missing or unreadable video or checkpoint gives one line on
-stderr and exit status 2.
+stderr and exit status 2, and so does an ffmpeg that crashes or is killed on the video.
 """
 import argparse
 import json
@@ -132,16 +132,18 @@ def extract(video, workdir, ffmpeg=None):
 
 def sample_of(extracted, config):
     """``(visual, audio, snippets)``: the evaluation sample of the extracted video."""
+    from datasets.errors import UnreadableFile
     from datasets.sample import SampleRecipe, frame_indices
 
     recipe = SampleRecipe(config["seq_len"], config["snippet_duration"], config["sample_size"],
                           train=False)
     indices = frame_indices(extracted["n_frames"], config["fps"])
-    visual, snippets = recipe.visual(extracted["frames_dir"], indices)
     try:
+        visual, snippets = recipe.visual(extracted["frames_dir"], indices)
         audio = recipe.audio_features(extracted["mp3"])
-    except ValueError as e:
-        raise PredictError(f"no usable audio in the extracted sound track: {e}")
+    except UnreadableFile as e:
+        what = "sound track" if e.path == extracted["mp3"] else f"frame {os.path.basename(e.path)}"
+        raise PredictError(f"the {what} ffmpeg extracted from the video is unusable: {e.cause}")
     return visual, audio, snippets
 
 

@@ -6,8 +6,8 @@ and a tiny model (ResNet-10, 2 snippets of 4 frames, 32 x 32):
 1. two training steps (global batch 4) with 2 processes give the parameters (and
    BatchNorm running statistics) of 1 process, and both ranks hold identical ones;
 2. ``test.py`` with 2 processes writes the report.json of 1 process;
-3. a rank that hits a missing frame ends the whole job (non-zero status, the file named)
-   instead of hanging.
+3. a rank that hits a missing frame ends the whole job (non-zero status; the rank, the
+   video, the file and the cause named, no traceback) instead of hanging.
 
 Skipped when ``mpirun`` is not installed.
 """
@@ -164,7 +164,13 @@ def test_bad_data_on_one_rank_fails_the_whole_run(data_root, checkpoint):
                 timeout=300, check=False)
     err = proc.stdout + proc.stderr
     assert proc.returncode != 0, err[-3000:]
-    # Which rank loads the video depends on the loader's order: exactly one of them fails.
-    assert re.search(r"rank [01]: FileNotFoundError", err), err[-3000:]
-    assert "No such file" in err and victim in err and ".jpg" in err, err[-3000:]
+    # Which rank loads the video depends on the loader's order: exactly one of them fails,
+    # and says so in a few lines naming the video, the file and the cause, without traceback.
+    rank = re.search(r"rank ([01]): test.py: cannot read a sample of the test split:", err)
+    assert rank, err[-3000:]
+    lines = [line for line in err.splitlines() if line.startswith(f"rank {rank.group(1)}: ")]
+    assert lines[1].startswith(f"rank {rank.group(1)}:   video  {victim} "), err[-3000:]
+    assert f"   file   {broken / 'VideoEmotion8--imgs' / label / victim}/0000" in lines[2]
+    assert "   cause  missing: the folder holds 2 frames" in lines[3], err[-3000:]
+    assert "Traceback" not in err and "FileNotFoundError" not in err, err[-3000:]
     assert time.time() - start < 300

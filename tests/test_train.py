@@ -173,3 +173,75 @@ def test_help(script):
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
                           text=True, timeout=120)
     assert proc.stderr.strip().splitlines()[-1] == "False", proc.stderr
+
+
+def _replace_frames(folder, data):
+    for f in sorted(folder.glob("*.jpg")):
+        f.write_bytes(data(f))
+
+
+def test_bad_frame_keeps_the_epoch_names_the_checkpoint_and_resumes_exactly(data_root, full_run,
+                                                                           tmp_path):
+    """A damaged test video stops epoch 1's evaluation (its training is saved), a damaged
+    training video stops epoch 2's training (lost; save_1 named); once repaired, the run
+    resumes from save_1 to the very weights of the uninterrupted run."""
+    import shutil
+    from datasets.catalog import DATASETS
+
+    root = tmp_path / "data"
+    shutil.copytree(data_root, root, ignore=shutil.ignore_patterns("mfcc_cache"))
+    facts = DATASETS["ve8"]
+    db = json.loads((root / facts.annotation_file(1)).read_text())["database"]
+    folder_of = {v: root / facts.frames_folder / e["annotations"]["label"] / v for v, e in db.items()}
+    test_video = next(v for v, e in db.items() if e["subset"] == "validation")
+    train_video = next(v for v, e in db.items() if e["subset"] == "training")
+    results = tmp_path / "results"
+    folder = results / "bad"
+
+    def main_py(*extra):
+        return subprocess.run([sys.executable, "main.py", *_args(root, results, "bad", 2), *extra],
+                              cwd=ROOT, capture_output=True, text=True, timeout=600)
+
+    def no_traceback(proc):
+        assert proc.returncode == 1, proc.stdout + proc.stderr
+        assert "Traceback" not in proc.stderr and "quick exit" not in proc.stderr, proc.stderr
+        return proc.stderr
+
+    # 1. every frame of a test video overwritten: epoch 1 trains, its evaluation fails
+    _replace_frames(folder_of[test_video], lambda f: b"overwritten")
+    err = no_traceback(main_py())
+    assert "main.py: cannot read a sample during epoch 1's evaluation:" in err
+    assert f"  video  {test_video} " in err and str(folder_of[test_video]) in err
+    assert "  cause  not a JPEG image: it starts with b'overwritten'" in err
+    assert f"Epoch 1's training is saved in {folder / 'save_1.npz'}." in err
+    assert load_checkpoint(folder / "save_1.npz")["meta"]["evaluated"] is False
+    assert sorted(n for n in os.listdir(folder) if n.endswith(".npz")) == ["save_1.npz"]
+
+    # 2. repaired; every frame of a training video truncated: the resumed run evaluates
+    # epoch 1, then epoch 2's training fails (single-process loader this time)
+    shutil.rmtree(folder_of[test_video])
+    shutil.copytree(data_root / folder_of[test_video].relative_to(root), folder_of[test_video])
+    _replace_frames(folder_of[train_video], lambda f: f.read_bytes()[:200])
+    err = no_traceback(main_py("--resume_path", str(folder / "save_1.npz"), "--n_threads", "0"))
+    assert "main.py: cannot read a sample during epoch 2's training:" in err
+    assert "  cause  a truncated JPEG" in err and str(folder_of[train_video]) in err
+    assert (f"Epoch 2's training is lost; the last checkpoint is {folder / 'save_1.npz'}."
+            in err)
+    meta = load_checkpoint(folder / "save_1.npz")["meta"]
+    assert meta["evaluated"] is True and meta["val_acc"] == meta["best_acc"]
+    assert (folder / "best.npz").is_file() and not (folder / "save_2.npz").exists()
+
+    # 3. repaired: resuming from the folder finishes epoch 2 exactly as without the errors
+    shutil.rmtree(folder_of[train_video])
+    shutil.copytree(data_root / folder_of[train_video].relative_to(root), folder_of[train_video])
+    proc = main_py("--resume_path", str(folder))
+    assert proc.returncode == 0, proc.stderr
+    a, b = load_checkpoint(full_run / "save_2.npz"), load_checkpoint(folder / "save_2.npz")
+    for k in a["state_dict"]:
+        np.testing.assert_allclose(b["state_dict"][k], a["state_dict"][k], rtol=1e-5, atol=1e-7,
+                                   err_msg=k)
+    assert [(r["epoch"], r["split"]) for r in _metrics(folder)] == [
+        (1, "train"), (1, "val"), (2, "train"), (2, "val")]
+    assert [r["acc"] for r in _metrics(folder)] == [r["acc"] for r in _metrics(full_run)]
+    for k in ("val_acc", "best_acc", "evaluated", "epoch"):
+        assert b["meta"][k] == a["meta"][k], k
