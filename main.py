@@ -11,11 +11,16 @@ The classes (their number, names and polarity) are the annotation's; a checkpoin
 them on to test.py and predict.py. The PCCE loss (the default) needs the polarity, which
 a custom dataset has when it was prepared with ``--positive_classes``.
 
-Each epoch trains on the training split (shuffled), evaluates on the test split
-(deterministically), appends to ``<result_path>/<expr_name>/metrics.jsonl``, writes
-``save_<epoch>.npz`` (and ``best.npz``) atomically and redraws ``curves.png``.
-``--resume_path`` takes a checkpoint (ours, or a release ``save_<epoch>.pth``) or an
-experiment folder (its latest checkpoint) and continues exactly where it stopped.
+Each epoch trains on the training split (shuffled), writes ``save_<epoch>.npz``, evaluates
+on the test split (deterministically), appends to ``<result_path>/<expr_name>/metrics.jsonl``,
+writes the evaluation's result into ``save_<epoch>.npz`` (and ``best.npz``) atomically and
+redraws ``curves.png``. ``--resume_path`` takes a checkpoint (ours, or a release
+``save_<epoch>.pth``) or an experiment folder (its latest checkpoint) and continues exactly
+where it stopped; a checkpoint whose evaluation did not finish is evaluated first.
+
+A sample that cannot be read (a damaged frame or mp3) stops the run with a few lines naming
+the video, the file, the cause and the checkpoint to resume from (exit status 1): an error
+in an evaluation keeps that epoch's training, one in a training phase loses that epoch only.
 """
 import os
 import sys
@@ -71,6 +76,33 @@ def resume_problem(ckpt, path, classes):
     return None
 
 
+def data_error(error, opt, epoch, phase, checkpoint, resume_flags, data_root):
+    """Report a sample that cannot be read (``datasets.errors.SampleError``) during
+    ``phase`` ("training" or "evaluation") of ``epoch``, with the checkpoint to resume
+    from; returns the exit status. With --debug, raises it (the traceback is shown)."""
+    if opt.debug:
+        print(f"where the error happened:\n{error.detail}", file=sys.stderr)
+        raise error
+    from core.distributed import report
+    lines = [f"main.py: cannot read a sample during epoch {epoch}'s {phase}:"] + error.lines()
+    if phase == "evaluation":
+        lines.append(f"Epoch {epoch}'s training is saved in {checkpoint}.")
+    elif checkpoint:
+        lines.append(f"Epoch {epoch}'s training is lost; the last checkpoint is {checkpoint}.")
+    else:
+        lines.append(f"Epoch {epoch}'s training is lost, and no earlier epoch had finished.")
+    if checkpoint:
+        first = f" (it evaluates epoch {epoch} first)" if phase == "evaluation" else ""
+        lines.append(f"Repair the file, then resume with --resume_path {checkpoint}"
+                     f"{resume_flags}{first}.")
+    else:
+        lines.append("Repair the file, then start again.")
+    lines.append(f"`python tools/prepare_dataset.py --check {data_root}` lists every damaged "
+                 f"file and how to re-extract it; --debug shows the traceback.")
+    report("\n".join(lines))
+    return 1
+
+
 def main(argv=None):
     args = build_parser().parse_args(argv)
     opt = finalize_opts(args)
@@ -108,12 +140,13 @@ def main(argv=None):
     from core import distributed
     from core.checkpoint import load_weights
     from core.evaluate import evaluate
-    from core.experiment import Experiment, ExperimentExistsError
+    from core.experiment import Experiment, ExperimentExistsError, checkpoint_path
     from core.loss import get_loss
     from core.optimizer import Adam
     from core.report import plot_curves
     from core.train import NonFiniteLossError, train_epoch
     from datasets.factory import get_training_set, get_validation_set, make_loader
+    from datasets.errors import SampleError
     from datasets.ve8 import DatasetError
     from model import checkpoint_meta, generate_model, load_pretrained_model
 
@@ -136,6 +169,7 @@ def main(argv=None):
                      lr=opt.learning_rate, weight_decay=opt.weight_decay)
 
     begin_epoch, best_acc = opt.begin_epoch, 0.0
+    unevaluated = False
     if ckpt is not None:
         load_weights(model, ckpt["state_dict"])
         if ckpt.get("optimizer"):
@@ -143,13 +177,16 @@ def main(argv=None):
         meta = ckpt.get("meta") or {}
         begin_epoch = int(meta.get("epoch", begin_epoch))  # the release stores epoch + 1
         best_acc = float(meta.get("best_acc", 0.0))
+        unevaluated = meta.get("evaluated") is False  # its evaluation did not finish
         if main_rank:
             print(f"resumed from {resume_file}, saved after epoch {begin_epoch - 1}: "
-                  f"continuing at epoch {begin_epoch}")
+                  + (f"evaluating epoch {begin_epoch - 1}, then " if unevaluated else "")
+                  + f"continuing at epoch {begin_epoch}")
     # Every rank starts from rank 0's weights (frozen ones and buffers included).
     distributed.broadcast_model(model)
 
-    expr_name = opt.expr_name or f"{opt.dataset}_{time.strftime('%Y%m%d-%H%M%S')}"
+    started = distributed.all_reduce_sum([time.time() if main_rank else 0.0])[0]  # rank 0's
+    expr_name = opt.expr_name or f"{opt.dataset}_{time.strftime('%Y%m%d-%H%M%S', time.localtime(started))}"
     folder = os.path.join(opt.result_path, expr_name)
     if opt.resume_path and os.path.isdir(opt.resume_path) and not opt.expr_name:
         folder = opt.resume_path
@@ -165,37 +202,69 @@ def main(argv=None):
               f"{train_set.n_samples} training / {val_set.n_samples} test videos, "
               f"results in {folder}")
 
-    last_saved = None
+    def validate(epoch):
+        """Evaluate the model trained for ``epoch`` epochs; log the result and write it
+        into save_<epoch>.npz (and best.npz when it is the best so far)."""
+        nonlocal best_acc
+        val = evaluate(model, val_set, criterion, desc=f"epoch {epoch} val", progress=main_rank)
+        best = val.accuracy > best_acc
+        best_acc = max(best_acc, val.accuracy)
+        if main_rank:
+            experiment.log({"epoch": epoch, "split": "val", "loss": val.loss,
+                            "acc": val.accuracy})
+            meta = checkpoint_meta(epoch, args, classes, best_acc=best_acc,
+                                   val_acc=val.accuracy, evaluated=True)
+            experiment.save(epoch, model, optimizer, meta, best=best)
+            plot_curves(experiment.metrics_path, os.path.join(folder, "curves.png"))
+        return val, best
+
+    # The checkpoint to resume from after a failure: the latest one written (or read).
+    last_checkpoint = resume_file
+    resume_flags = "" if opt.expr_name or folder == opt.resume_path else f" --expr_name {expr_name}"
+    data_root = f"--dst {opt.root_path} --dataset {opt.dataset}"
+    if unevaluated:
+        try:
+            val, best = validate(begin_epoch - 1)
+        except SampleError as e:
+            return data_error(e, opt, begin_epoch - 1, "evaluation", last_checkpoint,
+                              resume_flags, data_root)
+        if main_rank:
+            print(f"epoch {begin_epoch - 1}/{opt.n_epochs} val loss {val.loss:.4f} acc "
+                  f"{val.accuracy:.3f}{'  (best)' if best else ''}", flush=True)
     for epoch in range(begin_epoch, opt.n_epochs + 1):
         train_set.set_epoch(epoch)
         try:
             tr = train_epoch(epoch, train_set, model, criterion, optimizer, progress=main_rank)
         except NonFiniteLossError as e:
             if main_rank:
-                kept = last_saved or (opt.resume_path or "none: no epoch had finished")
+                kept = last_checkpoint or "none: no epoch had finished"
                 print(f"main.py: {e}. Training stopped; the last good checkpoint is {kept}. "
                       f"Try a lower --learning_rate.", file=sys.stderr)
             return 1
+        except SampleError as e:
+            return data_error(e, opt, epoch, "training", last_checkpoint, resume_flags, data_root)
         tr = distributed.average_metrics(tr)
-        val = evaluate(model, val_set, criterion, desc=f"epoch {epoch} val", progress=main_rank)
+        # The epoch's training is saved before its evaluation, which may fail on bad data.
         if main_rank:
-            best = val.accuracy > best_acc
-            best_acc = max(best_acc, val.accuracy)
             experiment.log({"epoch": epoch, "split": "train", "loss": tr["loss"],
                             "acc": tr["acc"], "time": tr["time"], "lr": opt.learning_rate})
-            experiment.log({"epoch": epoch, "split": "val", "loss": val.loss,
-                            "acc": val.accuracy})
             meta = checkpoint_meta(epoch, args, classes, best_acc=best_acc,
-                                   val_acc=val.accuracy)
-            last_saved = experiment.save(epoch, model, optimizer, meta, best=best)
-            plot_curves(experiment.metrics_path, os.path.join(folder, "curves.png"))
+                                   val_acc=None, evaluated=False)
+            experiment.save(epoch, model, optimizer, meta)
+        last_checkpoint = checkpoint_path(folder, epoch)
+        distributed.barrier()  # it is on disk before any rank can fail in the evaluation
+        try:
+            val, best = validate(epoch)
+        except SampleError as e:
+            return data_error(e, opt, epoch, "evaluation", last_checkpoint, resume_flags,
+                              data_root)
+        if main_rank:
             print(f"epoch {epoch}/{opt.n_epochs} {tr['time']:.0f}s  train loss {tr['loss']:.4f} "
                   f"acc {tr['acc']:.3f} | val loss {val.loss:.4f} acc {val.accuracy:.3f}"
                   f"{'  (best)' if best else ''}", flush=True)
     if main_rank:
         print(f"done: best validation accuracy {best_acc:.3f}; checkpoints in {folder}")
     return 0
-
 
 if __name__ == "__main__":
     from core import entry

@@ -96,6 +96,8 @@ def add_training_options(p):
     a("--n_threads", type=int, default=_default_threads(), help="number of data-loading worker processes")
     a("--manual_seed", type=int, default=1, help="random seed (sampling, augmentation, shuffling, init)")
     a("--no_cuda", action="store_true", help="run on the CPU even when a GPU is available")
+    a("--debug", action="store_true",
+      help="when a sample cannot be read, also show where (the loader's traceback)")
 
 
 def build_parser():

@@ -37,9 +37,10 @@ the flags (release defaults: ResNet-101, 12 x 16 frames, 112 x 112, VE-8); flags
 explicitly always win.
 
 Exit status: 0 when every video was predicted (or skipped as already done), 1 when at
-least one video could not be read (each is reported in its row and at the end; the
-others are still predicted), 2 for a usage error found before any video is processed
-(a missing input or checkpoint, a CSV or features file of other classes).
+least one video could not be read, ffmpeg crashing or killed on it included (each is
+reported in its row and at the end; the others are still predicted), 2 for a usage
+error found before any video is processed (a missing input or checkpoint, a CSV or
+features file of other classes).
 """
 import argparse
 import csv

@@ -33,7 +33,9 @@ visual and audio parts and the attention maps, with the true classes and the cla
 
 The classes are the checkpoint's; a test split whose annotation has other classes (another
 number of them, or other names) is refused before anything runs. A missing checkpoint or
-dataset prints where it looked and exits with status 2.
+dataset prints where it looked and exits with status 2; a sample that cannot be read (a
+damaged frame or mp3) is reported in a few lines naming the video, the file and the cause,
+with exit status 1 (``--debug`` adds the traceback).
 """
 import os
 import sys
@@ -46,6 +48,11 @@ PREPARE_HINT = ("  Make the demo data with `make demo`, or prepare a dataset wit
 
 class UsageError(Exception):
     """A problem reported in a few lines and exit status 2 (no traceback)."""
+
+
+class DataError(Exception):
+    """A sample that cannot be read: reported in a few lines (``rank k:`` before each under
+    MPI) and exit status 1, without a traceback."""
 
 
 def build_parser():
@@ -152,6 +159,7 @@ def run(argv=None):
     from core.loss import get_loss
     from core.features import FeatureTable
     from core.report import Report
+    from datasets.errors import SampleError
     from datasets.factory import get_validation_set, make_loader
     from datasets.ve8 import DatasetError
     from model import model_config, model_from_state_dict
@@ -174,8 +182,19 @@ def run(argv=None):
     make_loader(val, opt, shuffle=False)
     criterion = get_loss(opt)
     main_rank = is_main_process()  # under mpirun every rank evaluates its share; rank 0 writes
-    result = evaluate(model, val, criterion=criterion, desc="test",
-                      progress=not opt.no_progress and main_rank, features=bool(opt.features))
+    try:
+        result = evaluate(model, val, criterion=criterion, desc="test",
+                          progress=not opt.no_progress and main_rank,
+                          features=bool(opt.features))
+    except SampleError as e:
+        if opt.debug:
+            print(f"where the error happened:\n{e.detail}", file=sys.stderr)
+            raise
+        raise DataError("\n".join(
+            ["test.py: cannot read a sample of the test split:"] + e.lines()
+            + [f"`python tools/prepare_dataset.py --check --dst {opt.root_path} --dataset "
+               f"{opt.dataset}` lists every damaged file and how to re-extract it; --debug "
+               f"shows the traceback."])) from None
     info = {"checkpoint": os.path.abspath(opt.resume_path),
             "checkpoint_epoch": trained_epochs(meta),
             "split": "validation",
@@ -206,6 +225,10 @@ def main(argv=None):
     except UsageError as e:
         print(str(e), file=sys.stderr)
         return 2
+    except DataError as e:
+        from core.distributed import report
+        report(str(e))
+        return 1
     return 0
 
 

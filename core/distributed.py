@@ -7,6 +7,8 @@ Without MPI every function is the single-process identity, so callers need no br
 - ``broadcast_model(model)``: rank 0's parameters and buffers on every rank;
 - ``average_metrics(metrics)``: sample-weighted training metrics over processes;
 - ``all_gather_rows(rows)``: every process's ``[n_k, D]`` float64 rows, as a list;
+- ``barrier()``: every process waits for the others;
+- ``report(message)``: an error message on stderr, ``rank k: `` before each line under MPI;
 - ``abort(message)`` / ``run_entry_point(main)``: a process that fails takes the whole
   MPI job down (``MPI_Abort``) with ``rank k: <error>`` on stderr, instead of leaving
   the other processes waiting forever in a collective.
@@ -52,6 +54,11 @@ def all_reduce_sum(values):
         return values
     # Jittor's MPI_Allreduce on int64 is wrong (MPI_DOUBLE_INT): always float64.
     return float64_var(values).mpi_all_reduce("add").numpy().reshape(values.shape)
+
+
+def barrier():
+    """Wait until every process gets here (a no-op without MPI)."""
+    all_reduce_sum(np.zeros(1))
 
 
 def average_metrics(metrics):
@@ -126,6 +133,14 @@ def _mpi_abort(code):
             lib.MPI_Abort(ctypes.addressof(world), int(code))
         except (OSError, ValueError, AttributeError):
             continue
+
+
+def report(message):
+    """Print ``message`` to stderr, each line prefixed with ``rank k: `` under MPI."""
+    prefix = f"rank {rank()}: " if jt.in_mpi else ""
+    sys.stdout.flush()
+    print("\n".join(prefix + line for line in str(message).splitlines()), file=sys.stderr,
+          flush=True)
 
 
 def abort(message, code=1):

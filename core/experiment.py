@@ -2,7 +2,8 @@
 
     opts.json        the options used (one file per start; a resume appends opts.<k>.json)
     metrics.jsonl    one line per epoch and split: {"epoch", "split", "loss", "acc", ...}
-    save_<epoch>.npz checkpoint after each epoch ({state_dict, optimizer, meta})
+    save_<epoch>.npz checkpoint after each epoch ({state_dict, optimizer, meta}); written
+                     before the epoch's evaluation (meta "evaluated": false) and again after it
     best.npz         the checkpoint with the best validation accuracy so far
     curves.png       loss and accuracy per epoch
 
@@ -42,6 +43,11 @@ def read_metrics(path):
 
 def _write_text(path, text):
     write_atomically(path, lambda f: f.write(text.encode("utf-8")))
+
+
+def checkpoint_path(folder, epoch):
+    """The checkpoint saved after ``epoch`` in an experiment folder."""
+    return os.path.join(folder, f"save_{epoch}.npz")
 
 
 def latest_checkpoint(folder):
@@ -85,10 +91,12 @@ class Experiment:
         _write_text(self.metrics_path, "".join(json.dumps(r) + "\n" for r in kept))
 
     def save(self, epoch, model, optimizer, meta, best=False):
-        """Write save_<epoch>.npz (and best.npz) atomically; returns the path."""
+        """Write save_<epoch>.npz (and best.npz) atomically; returns the path. main.py
+        writes it once after the epoch's training and again, with the evaluation's
+        result in ``meta``, after its evaluation."""
         state = model.state_dict()
         opt_state = optimizer.state_dict()
-        path = os.path.join(self.folder, f"save_{epoch}.npz")
+        path = checkpoint_path(self.folder, epoch)
         save_checkpoint(path, state, opt_state, meta)
         if best:
             save_checkpoint(os.path.join(self.folder, "best.npz"), state, opt_state, meta)

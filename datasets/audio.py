@@ -3,7 +3,8 @@
 ``mfcc_features(path)`` computes, exactly as the release:
 ``librosa.load(path, sr=44100)`` (mono), ``librosa.feature.mfcc(y=y, sr=sr, n_mfcc=32)``
 with librosa's other defaults, transposed to ``[frames, 32]``, tiled ``4096 // frames + 1``
-times along time and cut to the first 4096 rows: float32 ``[4096, 32]``.
+times along time and cut to the first 4096 rows: float32 ``[4096, 32]``. A file that
+cannot be decoded raises ``datasets.errors.UnreadableFile`` with the cause in words.
 
 ``MFCCCache(folder)`` stores one ``.npy`` per audio file. Its key hashes the file's
 absolute path, size and modification time (ns) together with the feature parameters and
@@ -19,6 +20,8 @@ import warnings
 import numpy as np
 
 from core.atomic_file import write_atomically
+from core.child_processes import children_may_die
+from datasets.errors import UnreadableFile, audio_cause, names_the_file
 
 SAMPLE_RATE = 44100
 N_MFCC = 32
@@ -35,13 +38,34 @@ def tile_features(feature, length=TIMESERIES_LENGTH):
     return np.tile(feature, (reps, 1))[:length]
 
 
-def mfcc_features(path, sr=SAMPLE_RATE, n_mfcc=N_MFCC, length=TIMESERIES_LENGTH):
-    """float32 ``[length, n_mfcc]`` MFCC features of one audio file (no cache)."""
+@names_the_file(audio_cause)
+def _librosa_load(path, sr):
     import librosa  # imported lazily: it is slow to import and only workers need it
 
-    y, sr = librosa.load(path, sr=sr)
+    with children_may_die(), warnings.catch_warnings():
+        # librosa's fallback from libsndfile to audioread warns twice (once with a source
+        # line that reads like a traceback); a failure is explained by audio_cause instead
+        warnings.filterwarnings("ignore", message="PySoundFile failed")
+        warnings.filterwarnings("ignore", category=FutureWarning, module="librosa")
+        return librosa.load(path, sr=sr)
+
+
+def load_audio(path, sr=SAMPLE_RATE):
+    """``librosa.load(path, sr=sr)`` (mono): ``(samples, sample rate)``. A file that cannot
+    be decoded, or holds no samples, raises ``UnreadableFile`` naming it and the cause.
+    audioread, librosa's second decoder, may run ffmpeg: a crash of it is this file's
+    failure (``core.child_processes``)."""
+    y, sr = _librosa_load(path, sr)
     if y.size == 0:
-        raise ValueError(f"{path}: no audio samples")
+        raise UnreadableFile(path, "holds no audio samples")
+    return y, sr
+
+
+def mfcc_features(path, sr=SAMPLE_RATE, n_mfcc=N_MFCC, length=TIMESERIES_LENGTH):
+    """float32 ``[length, n_mfcc]`` MFCC features of one audio file (no cache)."""
+    import librosa
+
+    y, sr = load_audio(path, sr)
     feature = librosa.feature.mfcc(y=y, sr=sr, n_mfcc=n_mfcc).T
     return np.ascontiguousarray(tile_features(feature, length), dtype=np.float32)
 

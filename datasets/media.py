@@ -22,8 +22,9 @@ paths, so names with spaces, commas, quotes, colons, ``%`` or a leading ``-`` ar
 
 The ffmpeg binary is ``find_ffmpeg()``: an explicit path, else ``$FFMPEG_BINARY``, else the
 static binary of ``imageio-ffmpeg``, else ``ffmpeg`` on ``PATH``. imageio-ffmpeg ships no
-ffprobe, so ``probe()`` parses the stream list that ``ffmpeg -i`` prints. Nothing here
-imports Jittor.
+ffprobe, so ``probe()`` parses the stream list that ``ffmpeg -i`` prints. An ffmpeg that
+crashes or is killed is a ``MediaError`` naming the signal, also in a program that has
+imported Jittor (``core.child_processes``). Nothing here imports Jittor.
 """
 import hashlib
 import os
@@ -37,6 +38,7 @@ from typing import Callable, Dict, List, Optional, Sequence
 import ffmpeg as ffmpeg_python  # ffmpeg-python: builds the argument lists
 
 from core.atomic_file import write_atomically
+from core.child_processes import exit_description, run_child
 
 __all__ = [
     "VIDEO_EXTS", "FRAME_HEIGHT", "MIN_FRAMES", "MediaError", "MediaInfo",
@@ -96,14 +98,17 @@ def run_ffmpeg(args: Sequence[str], ffmpeg: Optional[str] = None, check: bool = 
     """Run ``ffmpeg ARGS`` (no shell); raise MediaError with ffmpeg's last lines on failure."""
     cmd = [find_ffmpeg(ffmpeg), "-nostdin", "-hide_banner", *map(str, args)]
     try:
-        proc = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, timeout=timeout)
+        # run_child: an ffmpeg that crashes is this file's failure, also after Jittor
+        # was imported (whose SIGCHLD handler would end the whole process)
+        proc = run_child(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, timeout=timeout)
     except subprocess.TimeoutExpired as e:
         raise MediaError(f"ffmpeg timed out after {timeout}s") from e
     proc.stdout = proc.stdout.decode("utf-8", "replace")
     proc.stderr = proc.stderr.decode("utf-8", "replace")
-    if check and proc.returncode != 0:
-        raise MediaError(f"ffmpeg exited with {proc.returncode}: {_tail(proc.stderr)}")
+    if proc.returncode < 0 or (check and proc.returncode != 0):  # killed: never usable
+        tail = _tail(proc.stderr)
+        raise MediaError(f"ffmpeg {exit_description(proc.returncode)}" + (f": {tail}" if tail else ""))
     return proc
 
 

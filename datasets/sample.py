@@ -26,6 +26,7 @@ import numpy as np
 from PIL import Image
 
 from datasets.audio import mfcc_features
+from datasets.errors import frame_cause, names_the_file
 from datasets.media import frame_file
 from transforms.spatial import EvalSpatialTransform, TrainSpatialTransform
 from transforms.temporal import TSN
@@ -36,8 +37,10 @@ def frame_indices(n_frames, fps=30):
     return list(range(1, int(n_frames) + 1, max(1, 30 // int(fps))))
 
 
+@names_the_file(frame_cause)
 def load_frame(path):
-    """``Image.open(p).convert('RGB')``; an image decoded as RGB is used as is (same values)."""
+    """``Image.open(p).convert('RGB')``; an image decoded as RGB is used as is (same values).
+    A frame that cannot be read raises ``UnreadableFile`` naming it and the cause."""
     with open(path, "rb") as f:
         img = Image.open(f)
         img.load()

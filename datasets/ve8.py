@@ -24,6 +24,13 @@ Evaluation items (``train=False``, the default for the "validation" subset) use 
 temporal crops and the deterministic ``val`` spatial transform: the same pixels and
 features on every call.
 
+A sample that cannot be read (a missing, empty or corrupt frame, an mp3 that cannot be
+decoded) raises ``datasets.errors.SampleError``, naming the video, the file and the cause,
+in the main process, also when a loader worker met it: Jittor's workers report an
+exception by printing its traceback and sending SIGINT to the main process, which then
+quick-exits, so a worker's ``__getitem__`` returns the error instead, ``collate_batch``
+makes it the batch, and ``__iter__`` stops the workers and raises it.
+
 Speed without changing a value: MFCC features come from an on-disk cache, frames stay
 uint8, and each distinct frame index of a sample is decoded and transformed once.
 """
@@ -37,7 +44,8 @@ from jittor.dataset import Dataset
 
 from datasets.audio import MFCCCache
 from datasets.catalog import AnnotationError, read_annotation
-from datasets.media import frame_file, read_n_frames
+from datasets.errors import SampleError
+from datasets.media import frame_file, list_frame_indices, read_n_frames
 from datasets.sample import SampleRecipe, frame_indices
 
 ITEM_STREAM = 1    # last word of the per-item seed: keeps item and order streams apart
@@ -114,8 +122,11 @@ def make_dataset(video_path, audio_path, annotation_path, subset, fps=30):
         if n_frames is not None:
             for idx in sorted({1, n_frames}):
                 if not os.path.isfile(frame_file(video_dir, idx)):
+                    found = list_frame_indices(video_dir)
+                    on_disk = (f"the folder's frames end at {found[-1]:06d}.jpg" if found
+                               else "the folder holds no frames")
                     own.append(f"{video_id}: frame {frame_file(video_dir, idx)} missing "
-                               f"(n_frames says {n_frames})")
+                               f"(n_frames says {n_frames}, {on_disk})")
         if not os.path.isfile(audio_file):
             own.append(f"{video_id}: audio file missing: {audio_file}")
         if own:
@@ -201,12 +212,39 @@ class VE8Dataset(Dataset):
         rng = rng if rng is not None else self._rng(index)
         return self.recipe.visual(entry["video_dir"], entry["frame_indices"], rng)[0]
 
+    _in_worker = False  # True in Jittor's loader worker processes
+
     def __getitem__(self, index):
         index = int(index)
         entry = self.data[index]
-        visual, audio, _ = self.recipe(entry["video_dir"], entry["frame_indices"], entry["audio"],
-                                       self._rng(index))
+        try:
+            visual, audio, _ = self.recipe(entry["video_dir"], entry["frame_indices"],
+                                           entry["audio"], self._rng(index))
+        except Exception as e:  # noqa: BLE001  (whatever it is, it is this video's)
+            error = SampleError.of(e, entry["video_id"], entry["label"], self.subset,
+                                   entry["video_dir"])
+            if self._in_worker:
+                return error  # to the main process in the batch (see the module docstring)
+            raise error from e
         return visual, entry["target"], audio, entry["video_id"]
+
+    # ---- errors from the loader workers ------------------------------------------
+    def _worker_main(self, *args):
+        self._in_worker = True  # this process is one of Jittor's forked workers
+        return super()._worker_main(*args)
+
+    def collate_batch(self, batch):
+        for item in batch:
+            if isinstance(item, SampleError):
+                return item
+        return super().collate_batch(batch)
+
+    def __iter__(self):
+        for batch in super().__iter__():
+            if isinstance(batch, SampleError):
+                self.reset()  # stop the workers: this pass over the data cannot go on
+                raise batch
+            yield batch
 
     def __repr__(self):
         return (f"VE8Dataset(subset={self.subset!r}, n_samples={self.n_samples}, train={self.train}, "

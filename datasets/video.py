@@ -21,6 +21,7 @@ video's failure (``VideoError``), not the end of the run.
 import os
 import tempfile
 
+from datasets.errors import UnreadableFile
 from datasets.media import (MediaError, extract_audio, extract_frames, frame_file,
                             list_frame_indices, probe)
 from datasets.sample import SampleRecipe, frame_indices, load_frame
@@ -60,11 +61,12 @@ def sample_of(extracted, config):
     recipe = SampleRecipe(config["seq_len"], config["snippet_duration"], config["sample_size"],
                           train=False)
     indices = frame_indices(extracted["n_frames"], config["fps"])
-    visual, snippets = recipe.visual(extracted["frames_dir"], indices)
     try:
+        visual, snippets = recipe.visual(extracted["frames_dir"], indices)
         audio = recipe.audio_features(extracted["mp3"])
-    except ValueError as e:
-        raise VideoError(f"no usable audio in the sound track of {extracted['mp3']}: {e}") from None
+    except UnreadableFile as e:
+        what = "sound track" if e.path == extracted["mp3"] else f"frame {os.path.basename(e.path)}"
+        raise VideoError(f"the {what} ffmpeg extracted from the video is unusable: {e.cause}") from None
     return visual, audio, snippets
 
 

@@ -8,6 +8,7 @@ Usage (from the repository root)::
         python tools/prepare_dataset.py --src demo/raw --dst demo/data --split_dir demo/raw/splits
     python tools/prepare_dataset.py --dataset custom --src MY_RAW --dst MY_ROOT \\
         --positive_classes happy,calm --test_fraction 0.25 --seed 1
+    python tools/prepare_dataset.py --check --dst ROOT --dataset ve8    # find damaged files
 
 Input: ``RAW/<Class>/<video_id>.mp4`` (also .avi .mkv .webm .mov ...; a class folder may
 differ from the list's class name in case only) and the split lists of ``--split_dir``
@@ -25,7 +26,8 @@ With ``--strict`` missing videos make the run fail. Frames and mp3 files are mad
 parallel (``--workers``, default: number of cores). Safe to re-run and to interrupt:
 finished videos are skipped, interrupted ones redone (see video2jpg.py / video2mp3.py).
 A video ffmpeg cannot read is reported and skipped; the json is still written, and the
-run exits with status 1 and lists the failures.
+run exits with status 1 and lists the failures. Every frame and mp3 extracted is decoded
+once to check it (an output that does not decode is removed and its video reported).
 
 ``--dataset custom`` takes any classes: the sub-folders of RAW that hold videos (or the
 classes of ``--split_dir``'s classInd.txt). Without ``--split_dir`` the split is made
@@ -36,6 +38,9 @@ the json (which the PCCE loss needs). Output: ``ROOT/custom--imgs``, ``ROOT/cust
 ``ROOT/custom_01.json``. Too few videos in a class, a video name in two classes, an
 unknown positive class or lists of another split already in ROOT/splits stop the run
 before anything is extracted (status 2). Details: tools/custom_dataset.py.
+
+``--check`` checks an already prepared ROOT instead (``tools/check_dataset.py``): every frame
+and mp3 decoded, each damaged file listed with the command that re-extracts its video.
 """
 import sys
 import time
@@ -45,6 +50,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from datasets.catalog import DATASETS  # noqa: E402
 from datasets.media import remove_partials  # noqa: E402
+from tools import check_dataset  # noqa: E402
 from tools.custom_dataset import (DEFAULT_SEED, DEFAULT_TEST_FRACTION,  # noqa: E402
                                   CustomDatasetError, plan_custom)
 from tools.jobs import (add_common_args, print_list, print_summary, resolve_ffmpeg_arg,  # noqa: E402
@@ -64,8 +70,13 @@ def _warn_list(title, items):
 def main(argv=None) -> int:
     parser = tool_parser("Raw videos (RAW/<Class>/<id>.mp4) -> frames, n_frames, mp3 and annotation "
                          "json under ROOT, for the videos of the split lists.")
-    parser.add_argument("--src", required=True, help="raw dataset folder: RAW/<Class>/<video_id>.mp4")
+    parser.add_argument("--src", default=None,
+                        help="raw dataset folder: RAW/<Class>/<video_id>.mp4 (required unless --check)")
     parser.add_argument("--dst", required=True, help="dataset root to write (ROOT)")
+    parser.add_argument("--check", action="store_true",
+                        help="check the prepared dataset ROOT instead: decode every frame and mp3, "
+                             "list each damaged file with the command that re-extracts its video "
+                             "(tools/check_dataset.py)")
     add_split_options(parser)
     parser.add_argument("--no_audio", action="store_true", help="skip the mp3 step")
     parser.add_argument("--strict", action="store_true", help="fail (exit 1) when listed videos are missing")
@@ -80,6 +91,10 @@ def main(argv=None) -> int:
                              "PCCE loss needs; default: unknown)")
     add_common_args(parser)
     args = parser.parse_args(argv)
+    if args.check:
+        return check_dataset.run(args)
+    if not args.src:
+        parser.error("--src is required (except with --check)")
     ffmpeg = resolve_ffmpeg_arg(parser, args.ffmpeg)
     src, root = Path(args.src), Path(args.dst)
     if not src.is_dir():

@@ -8,6 +8,8 @@ Usage (from the repository root)::
 
 Each video: ``ffmpeg -i VIDEO -vf scale=-1:240 DIR/%06d.jpg`` (height 240, aspect kept,
 numbering from 000001), plus the ``n_frames`` file (largest index; 0 below 16 frames).
+Every jpg extracted is decoded once; a folder with one that does not decode is removed
+and its video reported as failed.
 All class folders are done in parallel (``--workers``, default: number of cores).
 
 Safe to re-run: a video is extracted into ``DST/<Class>/.<id>.partial`` and renamed to
@@ -18,13 +20,15 @@ with gaps in its numbering or a truncated last jpg (e.g. from an older tool) is 
 A video ffmpeg cannot read is reported and skipped; the run then exits with status 1
 and lists the failures. Finished output is never deleted.
 """
+import shutil
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from datasets.media import (count_frames, extract_frames, frames_complete,  # noqa: E402
-                            read_n_frames, write_n_frames)
+from datasets.media import (MediaError, count_frames, extract_frames,  # noqa: E402
+                            frames_complete, read_n_frames, write_n_frames)
+from tools.check_dataset import frame_damage  # noqa: E402
 from tools.jobs import Result, print_summary, raw_videos_cli, run_parallel  # noqa: E402
 
 
@@ -36,6 +40,11 @@ def frames_job(key: str, video, out_dir, ffmpeg=None, verify: bool = False) -> R
     if existed and frames_complete(out_dir, expected):
         return Result(key, "skipped", value=write_n_frames(out_dir))
     extract_frames(video, out_dir, ffmpeg=ffmpeg, overwrite=existed)
+    damaged = frame_damage(out_dir)  # checked once here, so that --check finds later damage only
+    if damaged:
+        shutil.rmtree(out_dir, ignore_errors=True)
+        path, cause = damaged[0]
+        raise MediaError(f"{len(damaged)} extracted file(s) do not decode, e.g. {path}: {cause}")
     return Result(key, "redone" if existed else "done", value=read_n_frames(out_dir))
 
 

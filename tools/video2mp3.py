@@ -8,7 +8,8 @@ Usage (from the repository root)::
 Each video: ``ffmpeg -i VIDEO -vn OUT.mp3`` (ffmpeg's default mp3 encoding of the default
 audio stream, as the release's ``ffmpeg -i video.mp4 out.mp3``). A video without an audio
 track gets a silent mono 44.1 kHz mp3 of the video's duration and is listed as "silent" in
-the summary. Videos are done in parallel (``--workers``, default: number of cores).
+the summary. Videos are done in parallel (``--workers``, default: number of cores). Each
+mp3 written is decoded once; one that does not decode is removed and its video reported.
 
 Safe to re-run: each mp3 is written as ``.<id>.mp3.partial`` and renamed when ffmpeg
 succeeded, so an existing ``<id>.mp3`` is finished and skipped; leftover partials are
@@ -20,7 +21,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from datasets.media import extract_audio  # noqa: E402
+from datasets.media import MediaError, extract_audio  # noqa: E402
+from tools.check_dataset import audio_damage  # noqa: E402
 from tools.jobs import Result, print_summary, raw_videos_cli, run_parallel  # noqa: E402
 
 
@@ -30,6 +32,10 @@ def audio_job(key: str, video, mp3_path, ffmpeg=None) -> Result:
     if mp3_path.is_file() and mp3_path.stat().st_size > 0:
         return Result(key, "skipped")
     had_sound = extract_audio(video, mp3_path, ffmpeg=ffmpeg, overwrite=mp3_path.exists())
+    cause = audio_damage(mp3_path)  # checked once here, so that --check finds later damage only
+    if cause:
+        mp3_path.unlink()
+        raise MediaError(f"the extracted {mp3_path} does not decode: {cause}")
     return Result(key, "done" if had_sound else "silent")
 
 
