@@ -70,8 +70,8 @@ def build_parser():
                     "the polarity and the temporal attention of one video, or a CSV, JSON lines "
                     "and features for many.",
         epilog="Exit status: 0 when every video was predicted or skipped; 1 when at least one "
-               "video could not be read (its row and the summary at the end say why; the others "
-               "are still predicted); 2 for a usage error found before any video is processed.")
+               "video could not be read, ffmpeg crashing or killed on it included (its row and "
+               "the summary at the end say why; the others are still predicted); 2 for a usage error found before any video is processed.")
     a = p.add_argument
     a("inputs", nargs="+", metavar="INPUT",
       help="video files, folders (searched recursively for video files) or text files "

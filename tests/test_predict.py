@@ -351,3 +351,41 @@ def test_samples_are_prepared_ahead_in_worker_processes(videos):
         np.testing.assert_array_equal(sample["visual"], inline["visual"])
         np.testing.assert_array_equal(sample["audio"], inline["audio"])
         assert sample["snippets"] == inline["snippets"]
+
+
+@pytest.mark.parametrize("workers", [0, 2], ids=["in_the_main_process", "in_worker_processes"])
+def test_ffmpeg_killed_by_a_signal_is_that_videos_failure(ckpt, videos, tmp_path, capsys, workers):
+    """An ffmpeg that dies by a signal on one video (a crash) fails that video's row only:
+    also where Jittor is imported (the main process, whose SIGCHLD handler would otherwise
+    end the program with a 'quick exit') and in the spawned sample workers."""
+    import shutil
+    from datasets.media import find_ffmpeg
+    d = tmp_path / "clips"
+    d.mkdir()
+    good = [d / "a-sound.mp4", d / "c-silent.mp4"]
+    shutil.copy(videos["sound"], good[0])
+    shutil.copy(videos["silent"], good[1])
+    crash = d / "b-crash.mp4"
+    shutil.copy(videos["sound"], crash)  # a good video: only the fake ffmpeg makes it fail
+    fake = tmp_path / "ffmpeg"
+    fake.write_text("#!/bin/sh\n"
+                    "case \"$*\" in *b-crash*) kill -SEGV $$ ;; esac\n"
+                    f"exec '{find_ffmpeg()}' \"$@\"\n")
+    fake.chmod(0o755)
+    env = dict(os.environ, FFMPEG_BINARY=str(fake))  # how datasets/media.py finds ffmpeg
+    out = tmp_path / "predictions.csv"
+    r = run(["predict.py", d, "--checkpoint", ckpt, "--csv", out, "--workers", workers,
+             "--no_progress"], env=env)
+    assert r.returncode == 1, r.stderr
+    assert "Traceback" not in r.stderr and "quick exit" not in r.stderr, r.stderr
+    rows = {row["path"]: row for row in read_csv(out)}
+    assert list(rows) == [str(good[0]), str(crash), str(good[1])]
+    bad = rows[str(crash)]
+    assert bad["status"] == "failed" and bad["top_class"] == ""
+    assert "b-crash.mp4" in bad["error"] and "killed by signal 11 (SIGSEGV)" in bad["error"]
+    assert "1 of 3 videos could not be predicted" in r.stderr and str(crash) in r.stderr
+    for v in good:  # the others are predicted, as with the real ffmpeg
+        s = predict_json(capsys, v, "--checkpoint", ckpt)
+        assert rows[str(v)]["status"] == "ok" and rows[str(v)]["top_class"] == s["prediction"]["class"]
+        for c in VE8:
+            assert float(rows[str(v)][f"prob_{c}"]) == pytest.approx(s["probabilities"][c], abs=1e-6)
