@@ -23,12 +23,18 @@ test: venv
 	$(PY) -m pytest -q tests
 
 # The demo: synthetic raw videos -> prepared dataset -> a small model trained on the CPU ->
-# evaluation of the best checkpoint. Everything goes under demo/ (git-ignored); the demo's
-# own results folder is replaced on each run.
+# evaluation of the best checkpoint. Then the same for a dataset of three classes of our
+# own (a made split, their polarity), evaluated with features, and a folder of new clips
+# predicted in one call. Everything goes under demo/ (git-ignored); the demo's own
+# results folders are replaced on each run.
 DEMO := demo
+DEMO_MODEL := --resnet_depth 10 --snippet_duration 8 --sample_size 64 --seq_len 4 \
+	--batch_size 8 --learning_rate 1e-3 --manual_seed 1
 DEMO_TRAIN := --root_path $(DEMO)/data --result_path $(DEMO)/results --expr_name demo \
-	--resnet_depth 10 --snippet_duration 8 --sample_size 64 --seq_len 4 \
-	--batch_size 8 --n_epochs 12 --learning_rate 1e-3 --manual_seed 1
+	--n_epochs 12 $(DEMO_MODEL)
+DEMO_CLASSES := calm,cheerful,tense
+DEMO_CUSTOM := --dataset custom --root_path $(DEMO)/custom_data --result_path $(DEMO)/results \
+	--expr_name custom --n_epochs 4 $(DEMO_MODEL)
 
 demo: venv
 	$(PY) tools/make_demo_dataset.py --dst $(DEMO)/raw
@@ -38,5 +44,22 @@ demo: venv
 	$(PY) main.py $(DEMO_TRAIN)
 	$(PY) test.py $(DEMO_TRAIN) --resume_path $(DEMO)/results/demo/best.npz \
 		--out $(DEMO)/results/demo/test
+	$(PY) tools/make_demo_dataset.py --dst $(DEMO)/custom_raw --classes $(DEMO_CLASSES) --no_lists \
+		--per_class_train 6 --per_class_test 0 --seconds 2
+	$(PY) tools/prepare_dataset.py --dataset custom --src $(DEMO)/custom_raw --dst $(DEMO)/custom_data \
+		--positive_classes calm,cheerful
+	rm -rf $(DEMO)/results/custom
+	$(PY) main.py $(DEMO_CUSTOM)
+	$(PY) test.py --resume_path $(DEMO)/results/custom/best.npz \
+		--features $(DEMO)/results/custom/test/features.npz
+	$(PY) tools/make_demo_dataset.py --dst $(DEMO)/clips --classes $(DEMO_CLASSES) --no_lists \
+		--per_class_train 2 --per_class_test 0 --seconds 2 --seed 7
+	$(PY) predict.py $(DEMO)/clips --checkpoint $(DEMO)/results/custom/best.npz \
+		--csv $(DEMO)/results/custom/clips.csv --features $(DEMO)/results/custom/clips.npz
 	@$(PY) -c "import json; r = json.load(open('$(DEMO)/results/demo/test/report.json')); \
 		print('demo: test accuracy %.3f (%d/%d)' % (r['accuracy'], r['n_correct'], r['n_videos']))"
+	@$(PY) -c "import csv, json, os; r = json.load(open('$(DEMO)/results/custom/test/report.json')); \
+		rows = list(csv.DictReader(open('$(DEMO)/results/custom/clips.csv'))); \
+		right = sum(os.path.basename(os.path.dirname(x['path'])) == x['top_class'] for x in rows); \
+		print('demo (classes %s): test accuracy %.3f (%d/%d); new clips predicted right: %d/%d' \
+		% (', '.join(r['class_names']), r['accuracy'], r['n_correct'], r['n_videos'], right, len(rows)))"

@@ -1,10 +1,15 @@
-"""Train VAANet on VideoEmotion-8 or Ekman-6.
+"""Train VAANet on VideoEmotion-8, Ekman-6 or a dataset of your own classes.
 
     python main.py --root_path data/ve8 --expr_name ve8_run1 \
         --resnet101_pretrained pretrained/resnet-101-kinetics.pth \
         --audio_pretrained pretrained/resnet18-f37072fd.pth
     python main.py --root_path data/ve8 --resume_path results/ve8_run1      # continue
+    python main.py --dataset custom --root_path data/mine --loss_func ce    # your own classes
     mpirun -np 2 python main.py ...                                         # data-parallel
+
+The classes (their number, names and polarity) are the annotation's; a checkpoint carries
+them on to test.py and predict.py. The PCCE loss (the default) needs the polarity, which
+a custom dataset has when it was prepared with ``--positive_classes``.
 
 Each epoch trains on the training split (shuffled), writes ``save_<epoch>.npz``, evaluates
 on the test split (deterministically), appends to ``<result_path>/<expr_name>/metrics.jsonl``,
@@ -43,14 +48,31 @@ def resolve_resume(path):
     return path
 
 
-def class_problem(train_set, opt):
-    """Why the annotation's classes cannot train this model, or None."""
-    if len(train_set.classes) != opt.n_classes:
-        return (f"{opt.annotation_path} has {len(train_set.classes)} classes, --n_classes "
-                f"says {opt.n_classes}")
-    if opt.loss_func == "pcce_ve8" and not train_set.classes.has_polarity:
+def class_problem(classes, args, opt):
+    """Why the annotation's ``classes`` cannot train this model, or None. ``args`` are the
+    options as typed (``--n_classes`` given or not)."""
+    if args.n_classes is not None and args.n_classes != len(classes):
+        return (f"{opt.annotation_path} has {len(classes)} classes ({', '.join(classes.names)}), "
+                f"--n_classes says {args.n_classes}; leave --n_classes out to use the annotation's")
+    if opt.loss_func == "pcce_ve8" and not classes.has_polarity:
         return (f"{opt.annotation_path} does not say which classes are positive, which the "
-                f"PCCE loss needs; train with --loss_func ce")
+                f"PCCE loss (--loss_func pcce_ve8, the default) needs: prepare the dataset with "
+                f"--positive_classes A,B,... (tools/prepare_dataset.py), or train with "
+                f"--loss_func ce")
+    return None
+
+
+def resume_problem(ckpt, path, classes):
+    """Why the checkpoint ``ckpt`` (read from ``path``) cannot continue on ``classes``, or None."""
+    from model import checkpoint_classes, classifier_outputs
+    n = classifier_outputs(ckpt.get("state_dict"))
+    if n is not None and n != len(classes):
+        return (f"{path} holds a model of {n} classes, the annotation has {len(classes)} "
+                f"({', '.join(classes.names)})")
+    meta = ckpt.get("meta") or {}
+    if meta.get("labels") and checkpoint_classes(ckpt).names != classes.names:
+        return (f"{path} was trained on the classes {list(meta['labels'])}, the annotation "
+                f"has {list(classes.names)}")
     return None
 
 
@@ -87,12 +109,36 @@ def main(argv=None):
     if not os.path.exists(opt.annotation_path):
         print(missing_dataset_message(opt), file=sys.stderr)
         return 2
+    # The classes decide the model and the loss: checked before anything long starts.
+    from core.checkpoint import CheckpointError, read_checkpoint_file
+    from datasets.catalog import AnnotationError, read_annotation
+    try:
+        classes, _ = read_annotation(opt.annotation_path)
+    except AnnotationError as e:
+        print(f"main.py: {e}", file=sys.stderr)
+        return 2
+    problem = class_problem(classes, args, opt)
+    ckpt, resume_file = None, None
+    if opt.resume_path and not problem:
+        try:
+            resume_file = resolve_resume(opt.resume_path)
+            ckpt = read_checkpoint_file(resume_file)
+        except (CheckpointError, OSError) as e:
+            print(f"main.py: cannot resume from {opt.resume_path}: {e}", file=sys.stderr)
+            return 2
+        problem = resume_problem(ckpt, resume_file, classes)
+    if problem:
+        print(f"main.py: the dataset under {opt.root_path} is not usable: {problem}",
+              file=sys.stderr)
+        return 2
+    opt.n_classes = len(classes)
+    set_classes(opt, classes)  # the annotation's classes, for the loss and the checkpoint
 
     from core import entry
     entry.choose_device(opt.no_cuda)
     from core.jittor_setup import jt
     from core import distributed
-    from core.checkpoint import load_weights, read_checkpoint_file
+    from core.checkpoint import load_weights
     from core.evaluate import evaluate
     from core.experiment import Experiment, ExperimentExistsError, checkpoint_path
     from core.loss import get_loss
@@ -116,12 +162,6 @@ def main(argv=None):
     except DatasetError as e:
         print(f"main.py: the dataset under {opt.root_path} is not usable:\n{e}", file=sys.stderr)
         return 2
-    problem = class_problem(train_set, opt)
-    if problem:
-        print(f"main.py: the dataset under {opt.root_path} is not usable: {problem}",
-              file=sys.stderr)
-        return 2
-    set_classes(opt, train_set.classes)  # the annotation's classes, for the loss and the checkpoint
 
     model = load_pretrained_model(generate_model(opt), opt)
     criterion = get_loss(opt)
@@ -129,10 +169,8 @@ def main(argv=None):
                      lr=opt.learning_rate, weight_decay=opt.weight_decay)
 
     begin_epoch, best_acc = opt.begin_epoch, 0.0
-    resume_file, unevaluated = None, False
-    if opt.resume_path:
-        resume_file = resolve_resume(opt.resume_path)
-        ckpt = read_checkpoint_file(resume_file)
+    unevaluated = False
+    if ckpt is not None:
         load_weights(model, ckpt["state_dict"])
         if ckpt.get("optimizer"):
             optimizer.load_state_dict(ckpt["optimizer"])
@@ -174,7 +212,7 @@ def main(argv=None):
         if main_rank:
             experiment.log({"epoch": epoch, "split": "val", "loss": val.loss,
                             "acc": val.accuracy})
-            meta = checkpoint_meta(epoch, args, train_set.classes, best_acc=best_acc,
+            meta = checkpoint_meta(epoch, args, classes, best_acc=best_acc,
                                    val_acc=val.accuracy, evaluated=True)
             experiment.save(epoch, model, optimizer, meta, best=best)
             plot_curves(experiment.metrics_path, os.path.join(folder, "curves.png"))
@@ -210,7 +248,7 @@ def main(argv=None):
         if main_rank:
             experiment.log({"epoch": epoch, "split": "train", "loss": tr["loss"],
                             "acc": tr["acc"], "time": tr["time"], "lr": opt.learning_rate})
-            meta = checkpoint_meta(epoch, args, train_set.classes, best_acc=best_acc,
+            meta = checkpoint_meta(epoch, args, classes, best_acc=best_acc,
                                    val_acc=None, evaluated=False)
             experiment.save(epoch, model, optimizer, meta)
         last_checkpoint = checkpoint_path(folder, epoch)

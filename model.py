@@ -14,7 +14,8 @@ the one place that knows
   options as parsed, before ``finalize_opts`` joined paths to ``--root_path``; the classes
   (``labels``, ``positive_classes``); the next epoch to run, as the release stores it.
   ``saved_options`` turns them back into parser defaults, over which the flags a user
-  types still win (test.py, predict.py);
+  types still win (test.py, predict.py); ``checkpoint_classes`` reads the classes back
+  (a release file's from its classifier's size);
 - how Hara et al.'s Kinetics 3D ResNet and torchvision's ImageNet ResNet-18 map onto the
   model (``load_pretrained_visual``, ``load_pretrained_audio``), by the names that the
   backbones give their children (``models/resnet3d.py``, ``models/resnet2d.py``).
@@ -23,7 +24,7 @@ Importing it does not start Jittor (only building a model does), so that the scr
 read a checkpoint's options before they choose the device.
 """
 from core.checkpoint import CheckpointError, load_renamed, load_weights
-from datasets.catalog import classes_of_dataset
+from datasets.catalog import classes_of_dataset, classes_of_record
 from opts import DATASET_PATHS, add_model_options, defaults_of
 
 
@@ -123,13 +124,31 @@ def checkpoint_meta(epoch, args, classes, **extra):
     return meta
 
 
-def saved_options(meta, keys):
+def classifier_outputs(state_dict):
+    """The number of classes a state dict's model outputs (rows of ``av_fc.weight``), or
+    None when it holds no classifier."""
+    for key, value in (state_dict or {}).items():
+        if key == "av_fc.weight" or key.endswith(".av_fc.weight"):
+            shape = getattr(value, "shape", ())
+            return int(shape[0]) if len(shape) == 2 else None
+    return None
+
+
+def checkpoint_classes(ckpt, dataset=None):
+    """The classes of a checkpoint (``read_checkpoint_file``'s dict): the names and
+    polarity its meta stores; for a file that stores none (a release .pth), the table's
+    classes of ``dataset`` when their number is its classifier's, else ``class_0 ...``."""
+    return classes_of_record(ckpt.get("meta"), dataset, classifier_outputs(ckpt.get("state_dict")))
+
+
+def saved_options(meta, keys, state_dict=None):
     """The options of ``keys`` that a checkpoint's meta stores, as parser defaults.
 
     Values of None are left out (the parser's own default applies), and so are the dataset
     paths of an older checkpoint, which stored them already joined to its root_path (the
     dataset's defaults under root_path apply). ``n_classes`` left unset by the options is
-    the number of the checkpoint's classes. A release checkpoint stores no options: {}."""
+    the number of the checkpoint's classes, or of its classifier's outputs (``state_dict``,
+    for a release checkpoint, which stores no options)."""
     meta = meta if isinstance(meta, dict) else {}
     saved = meta.get("opts") if isinstance(meta.get("opts"), dict) else {}
     joined = meta.get("meta_version", 1) < 2
@@ -140,8 +159,11 @@ def saved_options(meta, keys):
             continue
         out[k] = value
     labels = meta.get("labels")
-    if "n_classes" in keys and "n_classes" not in out and isinstance(labels, (list, tuple)) and labels:
-        out["n_classes"] = len(labels)
+    if "n_classes" in keys and "n_classes" not in out:
+        if isinstance(labels, (list, tuple)) and labels:
+            out["n_classes"] = len(labels)
+        elif classifier_outputs(state_dict) is not None:
+            out["n_classes"] = classifier_outputs(state_dict)
     return out
 
 

@@ -10,13 +10,14 @@ evaluated against another ``--root_path``. ``finalize_opts`` returns a new Names
 
 - ``--dataset`` fills the defaults of ``--video_path``, ``--audio_path``,
   ``--annotation_path`` and ``--n_classes`` from the dataset table
-  (``datasets/catalog.py``); values given explicitly are kept;
+  (``datasets/catalog.py``); values given explicitly are kept. A ``custom`` dataset's
+  number of classes stays None: main.py takes it from the annotation, test.py and
+  predict.py from the checkpoint;
 - ``video_path``, ``audio_path``, ``annotation_path`` and ``audio_cache`` that are
   relative are joined to ``--root_path``; absolute ones are kept;
 - ``audio_cache`` is ``None`` when disabled (``--no_audio_cache`` or ``--audio_cache ''``);
 - ``class_names`` and ``positive_classes`` are the table's classes of the dataset (None
-  for a dataset it does not know); main.py and test.py replace them with those of the
-  annotation or the checkpoint.
+  for a custom dataset); main.py and test.py replace them with those of the annotation.
 
 The flags come in three groups, so that another script can take one group with the same
 names, help and defaults: ``add_model_options`` (what defines the network and its
@@ -26,7 +27,7 @@ samples; ``model.py`` reads the release's defaults from it), ``add_data_options`
 import argparse
 import os
 
-from datasets.catalog import DATASETS, classes_of_dataset
+from datasets.catalog import DATASETS, classes_of_dataset, number_of_classes
 
 DEFAULT_AUDIO_CACHE = "mfcc_cache"
 
@@ -47,10 +48,11 @@ def add_model_options(p):
     a = p.add_argument
     a("--dataset", default="ve8", choices=sorted(DATASETS),
       help="dataset: " + ", ".join(f"{k} ({f.title})" for k, f in DATASETS.items())
-           + "; sets the classes and the default paths")
+           + "; sets the default paths (and the classes, which a custom dataset's "
+             "annotation names)")
     a("--n_classes", type=int, default=None,
-      help="number of classes (default: the dataset's, " + " / ".join(
-          str(len(f.classes)) for f in DATASETS.values()) + ")")
+      help="number of classes (default: the annotation's in training, the checkpoint's in "
+           "evaluation and prediction)")
     a("--fps", type=int, default=30, help="frame rate to sample at; every 30//fps-th frame is used")
     a("--snippet_duration", type=int, default=16, help="frames per snippet")
     a("--sample_size", type=int, default=112, help="height and width of the frames fed to the model")
@@ -132,18 +134,24 @@ def finalize_opts(args):
             if getattr(opt, key) is None:
                 setattr(opt, key, value)
     if opt.n_classes is None:
-        opt.n_classes = len(classes_of_dataset(opt.dataset))
+        opt.n_classes = number_of_classes(opt.dataset)
     if opt.no_audio_cache or not opt.audio_cache:
         opt.audio_cache = None
     for key in DATASET_PATHS:
         setattr(opt, key, _resolve(opt.root_path, getattr(opt, key)))
-    set_classes(opt, classes_of_dataset(opt.dataset, opt.n_classes))
+    set_classes(opt, None if opt.n_classes is None else classes_of_dataset(opt.dataset, opt.n_classes))
     return opt
 
 
 def set_classes(opt, classes):
     """Put a ``datasets.catalog.Classes`` on ``opt`` as plain lists (``class_names``,
-    ``positive_classes``), the form the loss and the report read."""
+    ``positive_classes``), the form the loss and the report read; and its number of
+    classes when ``opt.n_classes`` is unset. ``classes`` None: not known yet."""
+    if classes is None:
+        opt.class_names = opt.positive_classes = None
+        return opt
+    if opt.n_classes is None:
+        opt.n_classes = len(classes)
     opt.class_names = list(classes.names)
     opt.positive_classes = None if classes.positive is None else list(classes.positive)
     return opt

@@ -7,8 +7,10 @@ Usage (from the repository root)::
     python test.py --resume_path vaanet_ve8.pth --root_path data          # release file
     python test.py --resume_path vaanet_ek6.pth --dataset ek6 --root_path data_ek6
 
-Every option of training (``opts.py``) is accepted; test.py adds ``--out DIR`` and
-``--no_progress``.
+    python test.py --resume_path results/demo/best.npz --features test_features.npz
+
+Every option of training (``opts.py``) is accepted; test.py adds ``--out DIR``,
+``--features NPZ`` and ``--no_progress``.
 
 Model configuration: a checkpoint of this project (``.npz``) carries the options it was
 trained with and its classes (``model.py``); the model, the loss and the data location
@@ -25,12 +27,20 @@ BatchNorm): two runs give identical numbers. Writes into ``--out`` (default
 - ``report.json``: accuracy, per-class accuracy, polarity accuracy, loss, confusion matrix;
 - ``confusion.png``: the confusion matrix.
 
-A missing checkpoint or dataset prints where it looked and exits with status 2; a sample
-that cannot be read (a damaged frame or mp3) is reported in a few lines naming the video,
-the file and the cause, with exit status 1 (``--debug`` adds the traceback).
+``--features NPZ`` also saves every video's fused vector (what the classifier sees), its
+visual and audio parts and the attention maps, with the true classes and the class names
+(keys and shapes: ``core/features.py``).
+
+The classes are the checkpoint's; a test split whose annotation has other classes (another
+number of them, or other names) is refused before anything runs. A missing checkpoint or
+dataset prints where it looked and exits with status 2; a sample that cannot be read (a
+damaged frame or mp3) is reported in a few lines naming the video, the file and the cause,
+with exit status 1 (``--debug`` adds the traceback).
 """
 import os
 import sys
+
+from core.entry import launched_by_mpirun
 
 PREPARE_HINT = ("  Make the demo data with `make demo`, or prepare a dataset with\n"
                 "  `python tools/prepare_dataset.py --src RAW --dst ROOT` and pass --root_path ROOT.")
@@ -53,6 +63,9 @@ def build_parser():
                      "the test split; writes predictions.csv, report.json and confusion.png.")
     p.add_argument("--out", default=None,
                    help="output folder (default: <result_path>/<expr_name or checkpoint stem>/test)")
+    p.add_argument("--features", default=None, metavar="NPZ",
+                   help="also save every video's fused vector, its visual and audio parts and "
+                        "the attention maps to this .npz (see core/features.py)")
     p.add_argument("--no_progress", action="store_true", help="no progress bar")
     return p
 
@@ -83,11 +96,17 @@ def resolve_options(argv=None):
         ckpt = read_checkpoint_file(first.resume_path)
     except (CheckpointError, OSError) as e:
         raise UsageError(f"test.py: cannot read checkpoint {first.resume_path}: {e}")
-    parser.set_defaults(**saved_options(ckpt.get("meta"), evaluation_options()))
+    parser.set_defaults(**saved_options(ckpt.get("meta"), evaluation_options(),
+                                        ckpt.get("state_dict")))
     return finalize_opts(parser.parse_args(argv)), ckpt
 
 
-def check_dataset(opt):
+def check_dataset(opt, ckpt):
+    """The annotation's classes, once the dataset's files and classes are known to suit the
+    checkpoint (UsageError otherwise)."""
+    from datasets.catalog import AnnotationError, read_annotation
+    from model import checkpoint_classes
+
     where = (f"  (root_path={opt.root_path}, annotation_path={opt.annotation_path}, "
              f"video_path={opt.video_path}, audio_path={opt.audio_path})")
     if not os.path.isfile(opt.annotation_path):
@@ -98,6 +117,26 @@ def check_dataset(opt):
         if not os.path.isdir(path):
             raise UsageError(f"test.py: dataset incomplete: {key} folder "
                              f"{os.path.abspath(path)} does not exist\n{where}\n{PREPARE_HINT}")
+    try:
+        classes, _ = read_annotation(opt.annotation_path)
+    except AnnotationError as e:
+        raise UsageError(f"test.py: {e}")
+    trained_on = checkpoint_classes(ckpt, opt.dataset)
+    if len(classes) != opt.n_classes:
+        raise UsageError(f"test.py: the model has {opt.n_classes} classes ({describe_classes(trained_on)} "
+                         f"in {opt.resume_path}), but {opt.annotation_path} has {len(classes)} "
+                         f"({describe_classes(classes)}): evaluate the checkpoint on the dataset "
+                         f"it was trained on (--root_path, --dataset)")
+    if "labels" in (ckpt.get("meta") or {}) and trained_on.names != classes.names:
+        raise UsageError(f"test.py: the checkpoint was trained on the classes "
+                         f"{list(trained_on.names)}, {opt.annotation_path} has "
+                         f"{list(classes.names)}")
+    return classes
+
+
+def describe_classes(classes, limit=10):
+    names = list(classes.names)
+    return ", ".join(names[:limit]) + (", ..." if len(names) > limit else "")
 
 
 def default_out_dir(opt):
@@ -107,7 +146,9 @@ def default_out_dir(opt):
 
 def run(argv=None):
     opt, ckpt = resolve_options(argv)
-    check_dataset(opt)
+    classes = check_dataset(opt, ckpt)
+    if opt.features and launched_by_mpirun():
+        raise UsageError("test.py: --features runs in one process: run it without mpirun")
 
     from core import entry
     entry.choose_device(opt.no_cuda)
@@ -116,8 +157,8 @@ def run(argv=None):
     from core.distributed import is_main_process
     from core.evaluate import evaluate, json_safe
     from core.loss import get_loss
+    from core.features import FeatureTable
     from core.report import Report
-    from datasets.catalog import classes_of_record
     from datasets.errors import SampleError
     from datasets.factory import get_validation_set, make_loader
     from datasets.ve8 import DatasetError
@@ -131,16 +172,8 @@ def run(argv=None):
     if val.n_samples == 0:
         raise UsageError(f"test.py: the 'validation' subset of {opt.annotation_path} has no usable "
                          f"videos\n{PREPARE_HINT}")
-    if len(val.classes) != opt.n_classes:
-        raise UsageError(f"test.py: {opt.annotation_path} has {len(val.classes)} classes, the model "
-                         f"{opt.n_classes} (--n_classes / --dataset)")
     meta = ckpt.get("meta") or {}
-    trained_on = classes_of_record(meta, opt.dataset, opt.n_classes)
-    if "labels" in meta and trained_on.names != val.classes.names:
-        raise UsageError(f"test.py: the checkpoint was trained on the classes "
-                         f"{list(trained_on.names)}, {opt.annotation_path} has "
-                         f"{list(val.classes.names)}")
-    set_classes(opt, val.classes)
+    set_classes(opt, classes)
     config = model_config(opt)
     try:
         model = model_from_state_dict(ckpt["state_dict"], config)
@@ -151,7 +184,8 @@ def run(argv=None):
     main_rank = is_main_process()  # under mpirun every rank evaluates its share; rank 0 writes
     try:
         result = evaluate(model, val, criterion=criterion, desc="test",
-                          progress=not opt.no_progress and main_rank)
+                          progress=not opt.no_progress and main_rank,
+                          features=bool(opt.features))
     except SampleError as e:
         if opt.debug:
             print(f"where the error happened:\n{e.detail}", file=sys.stderr)
@@ -167,8 +201,8 @@ def run(argv=None):
             "annotation_path": os.path.abspath(opt.annotation_path),
             "config": {k: json_safe(v) for k, v in config.items()},
             "loss_func": opt.loss_func}
-    report = Report(result, val.classes.names, dataset=opt.dataset, info=info,
-                    positive_classes=val.classes.positive)
+    report = Report(result, classes.names, dataset=opt.dataset, info=info,
+                    positive_classes=classes.positive)
     if not main_rank:
         return report
     out = opt.out or default_out_dir(opt)
@@ -177,6 +211,10 @@ def run(argv=None):
     paths = [report.write_predictions_csv(os.path.join(out, "predictions.csv")),
              report.write_report_json(os.path.join(out, "report.json")),
              report.plot_confusion(os.path.join(out, "confusion.png"))]
+    if opt.features:
+        table = FeatureTable(classes.names, classes.positive)
+        table.add_batch(result.video_ids, result.targets, result.features)
+        paths.append(table.save(opt.features))
     print("wrote " + ", ".join(paths))
     return report
 

@@ -7,6 +7,8 @@
     result.logits, result.probs           # float32 [n, C] (probs: softmax of logits)
     result.gamma                          # float32 [n, S] temporal attention
     result.predictions                    # int64 [n], argmax of the logits
+    result.features                       # with features=True: core.features.batch_rows
+                                          # arrays of every video (fused, alpha, ...), else None
 
 ``evaluate`` puts the model in eval mode (BatchNorm running statistics, no updates),
 runs it under ``jt.no_grad()`` over every batch of the loader in the loader's order and
@@ -56,6 +58,7 @@ class EvalResult:
     loss: Optional[float] = None        # mean over samples, None without a criterion
     accuracy: float = float("nan")      # top-1, in [0, 1]; nan for an empty set
     extra: dict = field(default_factory=dict)
+    features: Optional[dict] = None     # {key: [n, ...] array} (core.features.batch_rows)
 
     @property
     def n(self):
@@ -214,19 +217,27 @@ def _expected_samples(loader):
     return int(n) if n is not None else None
 
 
-def evaluate(model, loader, criterion=None, desc="val", progress=True):
+def evaluate(model, loader, criterion=None, desc="val", progress=True, features=False):
     """Run ``model`` over every batch of ``loader`` (eval mode, no gradients).
 
     ``loader`` yields ``(visual, target, audio, video_ids)`` batches (a VE8Dataset set up
     by ``datasets.factory.make_loader(..., shuffle=False)``). ``criterion(logits, target)``
     returns a batch-mean loss (``core.loss.get_loss``). Returns an :class:`EvalResult`.
-    A loader that drops its last batch would miss videos and is refused.
+    A loader that drops its last batch would miss videos and is refused. With
+    ``features`` the model runs as ``model.features`` then ``model.av_fc`` (the same
+    arithmetic as its forward) and ``result.features`` holds every video's vectors and
+    attention (one process only).
     """
     from tqdm import tqdm
+    from core import distributed
+    from core.features import batch_rows
 
     if getattr(loader, "drop_last", False):
         raise ValueError("evaluate() needs a loader that keeps its last batch "
                          "(make_loader(..., shuffle=False) does)")
+    if features and distributed.in_mpi():
+        raise ValueError("features are collected in one process: run without mpirun")
+    collected = []
     was_training = getattr(model, "is_train", True)
     model.eval()
     acc = EvalAccumulator()
@@ -242,7 +253,14 @@ def evaluate(model, loader, criterion=None, desc="val", progress=True):
         with jt.no_grad():
             for batch in bar:
                 visual, target, audio, video_ids = batch
-                logits, _alpha, _beta, gamma = model(visual, audio)
+                if features:
+                    fused, alpha, beta, gamma = model.features(visual, audio)
+                    logits = model.av_fc(fused)
+                    collected.append(batch_rows(_numpy(fused), _numpy(alpha), _numpy(beta),
+                                                _numpy(gamma), _numpy(logits),
+                                                model.ft_channels))
+                else:
+                    logits, _alpha, _beta, gamma = model(visual, audio)
                 batch_loss = None
                 if criterion is not None:
                     tgt = target if isinstance(target, jt.Var) else jt.array(np.asarray(target))
@@ -253,7 +271,6 @@ def evaluate(model, loader, criterion=None, desc="val", progress=True):
         bar.close()
         if was_training:
             model.train()
-    from core import distributed
     in_mpi = distributed.in_mpi()
     if in_mpi:
         # Jittor's MPI loader gave this rank its share of every batch: collect them all.
@@ -264,6 +281,8 @@ def evaluate(model, loader, criterion=None, desc="val", progress=True):
     result = acc.result(getattr(model, "n_classes", None))
     if in_mpi:
         result.extra["mpi_world_size"] = distributed.world_size()
+    if features and collected:
+        result.features = {k: np.concatenate([c[k] for c in collected]) for k in collected[0]}
     return result
 
 

@@ -19,8 +19,8 @@ def positive_mask(opt):
     positive = getattr(opt, "positive_classes", None)
     if names is None or positive is None:
         raise ValueError("the PCCE loss needs the polarity of every class, and the classes of "
-                         f"{getattr(opt, 'dataset', 'this dataset')!r} have none; "
-                         "use --loss_func ce")
+                         f"{getattr(opt, 'dataset', 'this dataset')!r} have none: prepare the "
+                         "dataset with --positive_classes A,B,... or use --loss_func ce")
     if len(names) != opt.n_classes:
         raise ValueError(f"{len(names)} class names for a model of {opt.n_classes} classes")
     return np.array([name in positive for name in names], dtype=bool)

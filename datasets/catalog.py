@@ -1,8 +1,9 @@
 """The datasets this project knows, fact by fact, and the class list of any dataset.
 
-Every fact about VideoEmotion-8 and Ekman-6 that the code needs is written here once:
-class names in index order, which classes are positive, the folder and file names of a
-prepared dataset and where its split lists ship. Everything else imports them::
+Every fact about VideoEmotion-8, Ekman-6 and a dataset of your own classes that the code
+needs is written here once: class names in index order, which classes are positive, the
+folder and file names of a prepared dataset and where its split lists are. Everything
+else imports them::
 
     from datasets.catalog import DATASETS
     ve8 = DATASETS["ve8"]
@@ -10,6 +11,11 @@ prepared dataset and where its split lists ship. Everything else imports them::
     ve8.classes.positive       # ('Anticipation', 'Joy', 'Surprise', 'Trust')
     ve8.frames_folder          # 'VideoEmotion8--imgs'
     ve8.annotation_file(1)     # 've8_01.json'
+    DATASETS["custom"].classes # None: a custom dataset's classes are its annotation's
+
+``custom`` is any set of classes (``tools/prepare_dataset.py --dataset custom``): its
+class names and polarity are written into its annotation when it is prepared, and its
+split lists (given, or made with a seed) are kept in ``<root>/<split_lists>``.
 
 A prepared dataset carries its own classes: the annotation json holds ``labels`` (class
 names in index order, as in the release) and ``positive_classes`` (the names of the
@@ -21,6 +27,7 @@ checkpoint of an older version) when its class list is one of the table's.
 
 Nothing here imports Jittor, so the preparation tools and ``opts.py`` use it freely.
 """
+import json
 import os
 from dataclasses import dataclass
 from typing import Optional, Tuple
@@ -38,6 +45,9 @@ class Classes:
     positive: Optional[Tuple[str, ...]] = None
 
     def __post_init__(self):
+        if len(set(self.names)) != len(self.names):
+            twice = sorted({n for n in self.names if self.names.count(n) > 1})
+            raise ValueError(f"class names given more than once: {twice}")
         if self.positive is not None:
             unknown = [c for c in self.positive if c not in self.names]
             if unknown:
@@ -74,19 +84,26 @@ class DatasetFacts:
     """One dataset: its classes and the names of its files once prepared."""
     name: str               # the --dataset value
     title: str
-    classes: Classes
+    classes: Optional[Classes]  # None: the annotation's (a custom dataset)
     frames_folder: str      # <root>/<frames_folder>/<Class>/<video_id>/000001.jpg ...
     audio_folder: str       # <root>/<audio_folder>/<Class>/<video_id>.mp3
     annotation_pattern: str  # <root>/<annotation file of split k>
-    split_lists: str        # folder of classInd.txt, trainlistNN.txt, testlistNN.txt
+    split_lists: str        # folder of classInd.txt, trainlistNN.txt, testlistNN.txt:
+    #                         shipped under the repository, or (custom) under the root
+    lists_in_root: bool = False
 
     def annotation_file(self, split=1):
         return self.annotation_pattern.format(split=split)
 
     @property
     def split_dir(self):
-        """The shipped split lists (an absolute path)."""
-        return os.path.join(REPO, self.split_lists)
+        """The shipped split lists (an absolute path); None for a dataset whose lists
+        are its own (``lists_dir(root)``)."""
+        return None if self.lists_in_root else os.path.join(REPO, self.split_lists)
+
+    def lists_dir(self, root):
+        """Where a prepared dataset under ``root`` keeps the split lists it was made from."""
+        return os.path.join(root, self.split_lists) if self.lists_in_root else self.split_dir
 
 
 DATASETS = {
@@ -103,6 +120,10 @@ DATASETS = {
                         positive=("joy", "surprise")),
         frames_folder="Ekman6--imgs", audio_folder="Ekman6--mp3",
         annotation_pattern="ek6_{split:02d}.json", split_lists="tools/annotations/ek6"),
+    "custom": DatasetFacts(
+        name="custom", title="your own classes", classes=None,
+        frames_folder="custom--imgs", audio_folder="custom--mp3",
+        annotation_pattern="custom_{split:02d}.json", split_lists="splits", lists_in_root=True),
 }
 
 
@@ -112,21 +133,52 @@ def make_classes(names, positive=None):
     names = tuple(str(n) for n in names)
     if positive is None:
         for facts in DATASETS.values():
-            if facts.classes.names == names:
+            if facts.classes is not None and facts.classes.names == names:
                 return facts.classes
         return Classes(names)
     return Classes(names, tuple(str(p) for p in positive))
 
 
 def classes_of_dataset(dataset, n_classes=None):
-    """The table's classes of ``dataset``; for an unknown dataset, or when ``n_classes``
-    differs from its class count, ``class_0 ... class_<n-1>`` without polarity."""
+    """The table's classes of ``dataset``; for a dataset without them (custom, unknown),
+    or when ``n_classes`` differs from their count, ``class_0 ... class_<n-1>`` without
+    polarity."""
     facts = DATASETS.get(dataset)
-    if facts is not None and n_classes in (None, len(facts.classes)):
+    if facts is not None and facts.classes is not None and n_classes in (None, len(facts.classes)):
         return facts.classes
     if n_classes is None:
+        if facts is not None:
+            raise ValueError(f"the classes of a {dataset} dataset are those of its annotation "
+                             f"or of its checkpoint, and neither was read")
         raise ValueError(f"unknown dataset {dataset!r} and no number of classes")
     return Classes(tuple(f"class_{i}" for i in range(int(n_classes))))
+
+
+def number_of_classes(dataset):
+    """The table's class count of ``dataset``; None when its annotation says (custom)."""
+    facts = DATASETS.get(dataset)
+    return None if facts is None or facts.classes is None else len(facts.classes)
+
+
+class AnnotationError(ValueError):
+    """An annotation json that cannot be read or does not state its classes."""
+
+
+def read_annotation(path):
+    """``(classes, database)`` of an annotation json: its ``labels`` and
+    ``positive_classes`` (the table's polarity when it states none and its labels are one
+    of the table's lists) and its ``database`` dict. Raises AnnotationError naming the
+    file and the problem."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            ann = json.load(f)
+        labels, database = ann["labels"], ann["database"]
+        if not isinstance(labels, list) or not labels or not isinstance(database, dict):
+            raise TypeError("'labels' must be a non-empty list and 'database' a dict")
+        return make_classes(labels, ann.get("positive_classes")), database
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise AnnotationError(f"cannot read annotation file {path}: "
+                              f"{type(e).__name__}: {e}") from None
 
 
 def classes_of_record(record, dataset=None, n_classes=None):
@@ -142,8 +194,9 @@ def classes_of_record(record, dataset=None, n_classes=None):
 def polarity_mask(dataset, n_classes):
     """Boolean array over the ``n_classes`` classes of a known ``dataset``: True where
     positive."""
-    if dataset not in DATASETS:
-        raise ValueError(f"unknown dataset {dataset!r}; expected one of {sorted(DATASETS)}")
+    known = sorted(k for k, f in DATASETS.items() if f.classes is not None)
+    if dataset not in known:
+        raise ValueError(f"no table of classes for dataset {dataset!r}; expected one of {known}")
     mask = DATASETS[dataset].classes.positive_mask()
     if len(mask) != n_classes:
         raise ValueError(f"{dataset} has {len(mask)} classes, not {n_classes}")

@@ -34,7 +34,6 @@ makes it the batch, and ``__iter__`` stops the workers and raises it.
 Speed without changing a value: MFCC features come from an on-disk cache, frames stay
 uint8, and each distinct frame index of a sample is decoded and transformed once.
 """
-import json
 import os
 import warnings
 
@@ -44,7 +43,7 @@ from core.jittor_setup import jt  # noqa: F401  (configures Jittor before its im
 from jittor.dataset import Dataset
 
 from datasets.audio import MFCCCache
-from datasets.catalog import make_classes
+from datasets.catalog import AnnotationError, read_annotation
 from datasets.errors import SampleError
 from datasets.media import frame_file, list_frame_indices, read_n_frames
 from datasets.sample import SampleRecipe, frame_indices
@@ -92,12 +91,9 @@ def make_dataset(video_path, audio_path, annotation_path, subset, fps=30):
     """
     problems = []
     try:
-        with open(annotation_path) as f:
-            ann = json.load(f)
-        classes = make_classes(ann["labels"], ann.get("positive_classes"))
-        database = ann["database"]
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        raise DatasetError(f"cannot read annotation file {annotation_path}: {e}") from e
+        classes, database = read_annotation(annotation_path)
+    except AnnotationError as e:
+        raise DatasetError(str(e)) from e
     labels = list(classes.names)
     class_to_idx = {name: i for i, name in enumerate(labels)}
     entries, empty = [], []

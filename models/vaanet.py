@@ -10,6 +10,8 @@ model"); ``model.py`` builds one from the command-line options or a checkpoint.
     model = VAANet(n_classes=8, seq_len=12, resnet_depth=101)
     logits, alpha, beta, gamma = model(visual, audio)
     # visual [B, S, 3, T, H, W] (uint8 or float32, 0..255), audio [B, 4096, 32]
+    fused, alpha, beta, gamma = model.features(visual, audio)
+    # fused [B, 512 + audio_embed_size]: what av_fc classifies, logits == model.av_fc(fused)
 """
 from core.jittor_setup import jt
 from jittor import nn
@@ -77,10 +79,17 @@ class VAANet(nn.Module):
         return self
 
     def execute(self, visual, audio):
+        fused, alpha, beta, gamma = self.features(visual, audio)
+        return self.av_fc(fused), alpha, beta, gamma
+
+    def features(self, visual, audio):
+        """What the classifier sees and the attention that made it: ``(fused, alpha,
+        beta, gamma)``. ``fused`` [B, 512 + audio_embed_size] is the concatenation of
+        the visual vector fSCT (its first 512 columns) and the audio vector fA (the
+        rest), which ``av_fc`` maps to the logits; alpha, beta, gamma as in ``execute``."""
         fSCT, alpha, beta, gamma = self.visual_stream(visual)
         fA = self.audio_stream(audio)
-        logits = self.av_fc(jt.concat([fSCT, fA], dim=1))
-        return logits, alpha, beta, gamma
+        return jt.concat([fSCT, fA], dim=1), alpha, beta, gamma
 
     def visual_stream(self, visual):
         b, s, c, t, h, w = visual.shape

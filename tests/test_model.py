@@ -141,3 +141,28 @@ def test_adam_follows_pytorch_for_several_steps():
     fresh.load_state_dict(topt.state_dict() | {"state": {0: {
         k: (v.numpy() if torch.is_tensor(v) else v) for k, v in topt.state_dict()["state"][0].items()}}})
     assert fresh.steps == [5]
+
+
+def test_features_are_what_the_classifier_sees():
+    """VAANet.features: the forward is av_fc of the fused vector, and the attention maps
+    are the forward's; the visual and audio parts are the two streams' outputs."""
+    model = VAANet(snippet_duration=8, sample_size=64, seq_len=2, resnet_depth=10).eval()
+    visual, audio = _inputs(2, 2, 8, 64, seed=5)
+    v, a = jt.array(visual), jt.array(audio)
+    with jt.no_grad():
+        logits, alpha, beta, gamma = (x.numpy() for x in model(v, a))
+        fused, f_alpha, f_beta, f_gamma = model.features(v, a)
+        through = model.av_fc(fused).numpy()
+        fused = fused.numpy()
+        fsct = model.visual_stream(v)[0].numpy()
+        fa = model.audio_stream(a).numpy()
+    assert fused.shape == (2, 512 + 256)
+    np.testing.assert_array_equal(through, logits)
+    for mine, forward in ((f_alpha, alpha), (f_beta, beta), (f_gamma, gamma)):
+        np.testing.assert_array_equal(mine.numpy(), forward)
+    np.testing.assert_array_equal(fused[:, :512], fsct)
+    np.testing.assert_array_equal(fused[:, 512:], fa)
+    w, b = model.av_fc.weight.numpy(), model.av_fc.bias.numpy()
+    np.testing.assert_allclose(fused @ w.T + b, logits, rtol=1e-4, atol=1e-5)
+    swapped = np.concatenate([fused[:, 256:], fused[:, :256]], axis=1)  # positive control
+    assert np.abs(swapped @ w.T + b - logits).max() > 1e-3

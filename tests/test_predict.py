@@ -83,8 +83,8 @@ def check_summary(s, n_frames, has_sound, top=3):
 
 def test_sample_equals_evaluation_set(tmp_path, videos):
     """predict.py builds exactly the evaluation set's item for the same video."""
-    import predict
     from datasets.media import extract_audio, extract_frames
+    from datasets.video import prepare_sample
     from datasets.ve8 import VE8Dataset
 
     root = tmp_path / "root"
@@ -102,14 +102,11 @@ def test_sample_equals_evaluation_set(tmp_path, videos):
                     snippet_duration=cfg["snippet_duration"], sample_size=cfg["sample_size"])
     visual, target, audio, video_id = ds[0]
 
-    work = tmp_path / "work"
-    work.mkdir()
-    ex = predict.extract(str(video), str(work))
-    assert ex["n_frames"] == 40 and ex["has_sound"]
-    mine, my_audio, snippets = predict.sample_of(ex, cfg)
-    np.testing.assert_array_equal(mine, visual)
-    assert snippets == ds.snippet_indices(0)[0]
-    np.testing.assert_array_equal(my_audio, audio)
+    mine = prepare_sample(str(video), cfg)
+    assert mine["n_frames"] == 40 and mine["has_sound"]
+    np.testing.assert_array_equal(mine["visual"], visual)
+    assert mine["snippets"] == ds.snippet_indices(0)[0]
+    np.testing.assert_array_equal(mine["audio"], audio)
 
 
 def test_with_sound_json_and_report_subprocess(ckpt, videos, tmp_path):
@@ -194,7 +191,7 @@ def test_missing_and_unreadable_files(ckpt, tmp_path):
     junk = tmp_path / "junk.mp4"
     junk.write_bytes(b"this is not a video" * 10)
     r = run(["predict.py", junk, "--checkpoint", ckpt])
-    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert r.returncode == 1 and "Traceback" not in r.stderr  # a video that failed, not usage
     assert len(r.stderr.strip().splitlines()) == 1 and "junk.mp4" in r.stderr
     r = run(["predict.py", junk, "--checkpoint", tmp_path / "no.npz"])
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1
@@ -205,3 +202,190 @@ def test_help():
     assert r.returncode == 0
     for flag in ("--checkpoint", "--json", "--report", "--top", "--seq_len"):
         assert flag in r.stdout
+
+
+# ------------------------------------------------------------------ many videos per call
+def read_csv(path):
+    import csv
+    with open(path, newline="", encoding="utf-8") as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory, videos):
+    """Three good videos (one in a sub-folder), a broken one and a file that is no video."""
+    import shutil
+    d = tmp_path_factory.mktemp("batch") / "clips"
+    (d / "more").mkdir(parents=True)
+    shutil.copy(videos["sound"], d / "a, sound.mp4")
+    shutil.copy(videos["silent"], d / "b-silent.mp4")
+    shutil.copy(videos["short"], d / "more" / "c-short.mp4")
+    (d / "broken.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42" + b"not really a video" * 50)
+    (d / "notes.txt").write_text("not a video")
+    return d
+
+
+def test_batch_over_a_folder_with_a_broken_video_and_rerun(ckpt, folder, tmp_path, capsys):
+    from core.checkpoint import load_checkpoint
+    good = [folder / "a, sound.mp4", folder / "b-silent.mp4", folder / "more" / "c-short.mp4"]
+    broken = str(folder / "broken.mp4")
+    single = {str(v): predict_json(capsys, v, "--checkpoint", ckpt) for v in good}
+    out, feats = tmp_path / "out" / "predictions.csv", tmp_path / "features.npz"
+    cmd = ["predict.py", folder, "--checkpoint", ckpt, "--csv", out, "--features", feats,
+           "--json", "--workers", "2"]
+    r = run(cmd)
+    assert r.returncode == 1, r.stderr  # one video failed ...
+    assert "notes.txt" in r.stderr and "not videos" in r.stderr
+    assert "1 of 4 videos could not be predicted" in r.stderr and broken in r.stderr
+    order = [str(good[0]), str(good[1]), broken, str(good[2])]  # sorted, folders after files
+    lines = [json.loads(l) for l in r.stdout.splitlines()]
+    assert [l["video"] for l in lines] == order
+    bad = lines.pop(2)
+    assert bad["status"] == "failed" and "broken.mp4" in bad["error"]
+    rows = read_csv(out)
+    assert list(rows[0]) == (["path", "top_class"] + [f"prob_{c}" for c in VE8]
+                             + ["polarity", "positive_prob", "status", "error"])
+    assert [r_["path"] for r_ in rows] == order
+    bad = rows.pop(2)
+    assert bad["status"] == "failed" and "broken.mp4" in bad["error"]
+    assert bad["top_class"] == "" and bad["prob_Joy"] == ""
+    for row, line in zip(rows, lines):  # ... the others are right
+        s = single[row["path"]]
+        assert row["status"] == "ok" and row["error"] == ""
+        assert row["top_class"] == s["prediction"]["class"] == line["prediction"]["class"]
+        for c in VE8:
+            assert float(row[f"prob_{c}"]) == pytest.approx(s["probabilities"][c], abs=1e-6)
+        assert row["polarity"] == s["polarity"]["label"]
+        np.testing.assert_allclose(line["logits"], s["logits"], rtol=1e-5, atol=1e-6)
+        assert len(line["snippets"]) == TINY["seq_len"]
+
+    # features of the three: documented keys and shapes; the fused vector through the
+    # checkpoint's classifier gives the logits of the single-video predictions
+    f = np.load(feats)
+    n, s_ = 3, TINY["seq_len"]
+    assert {k: f[k].shape for k in f.files} == {
+        "video": (n,), "target": (n,), "fused": (n, 768), "visual": (n, 512), "audio": (n, 256),
+        "alpha": (n, s_, 1), "beta": (n, s_, 512), "gamma": (n, s_), "logits": (n, 8),
+        "class_names": (8,), "positive_classes": (4,)}
+    assert f["video"].tolist() == [str(v) for v in good] and f["target"].tolist() == [-1] * 3
+    assert f["class_names"].tolist() == VE8
+    sd = load_checkpoint(ckpt)["state_dict"]
+    logits = f["fused"].astype(np.float64) @ sd["av_fc.weight"].T.astype(np.float64) + sd["av_fc.bias"]
+    expected = np.array([single[str(v)]["logits"] for v in good])
+    scale = np.abs(expected).max()
+    assert np.abs(logits - expected).max() <= 1e-5 * scale
+    other = np.concatenate([f["audio"], f["visual"]], axis=1)  # positive control
+    assert np.abs(other @ sd["av_fc.weight"].T + sd["av_fc.bias"] - expected).max() > 1e-3 * scale
+    gammas = np.array([[sn["gamma"] for sn in single[str(v)]["snippets"]] for v in good])
+    np.testing.assert_allclose(f["gamma"], gammas, rtol=1e-5, atol=1e-6)
+
+    # re-run with the same outputs: the finished videos are skipped, the broken one tried again
+    ok_lines = [l for l in out.read_text(encoding="utf-8").splitlines() if "broken" not in l][1:]
+    r = run(cmd)
+    assert r.returncode == 1 and "3 of 4 videos are already in" in r.stderr, r.stderr
+    assert [json.loads(l)["video"] for l in r.stdout.splitlines()] == [broken]
+    rows = read_csv(out)
+    assert sorted(r_["path"] for r_ in rows) == sorted([broken] + [str(v) for v in good])
+    assert [l for l in out.read_text(encoding="utf-8").splitlines() if "broken" not in l][1:] == ok_lines
+    assert np.load(feats)["video"].tolist() == [str(v) for v in good]
+
+    # an interrupted write leaves a cut-off line: the next run drops it; without the
+    # broken video every video is done, nothing is predicted and the exit status is 0
+    with open(out, "a", encoding="utf-8") as fh:
+        fh.write(f"{folder / 'x.mp4'},Joy,0.1")
+    r = run(["predict.py", *good, "--checkpoint", ckpt, "--csv", out, "--features", feats])
+    assert r.returncode == 0 and r.stdout == "", r.stderr
+    assert "3 of 3 videos are already in" in r.stderr
+    text = out.read_text(encoding="utf-8")
+    assert text.endswith("\n") and "x.mp4" not in text and len(read_csv(out)) == 4
+
+
+def test_list_files_and_missing_entries(ckpt, folder, tmp_path, capsys):
+    import predict
+    lst = tmp_path / "videos.txt"
+    rel = os.path.relpath(folder / "more" / "c-short.mp4", tmp_path)
+    lst.write_text(f"# my clips\n{rel}\n\nnowhere/gone.mp4\n{folder / 'b-silent.mp4'}\n")
+    out = tmp_path / "list.csv"
+    assert predict.main([str(lst), "--checkpoint", str(ckpt), "--csv", str(out), "--workers", "0",
+                         "--no_progress"]) == 1
+    captured = capsys.readouterr()
+    rows = read_csv(out)
+    assert [r["path"] for r in rows] == [str(folder / "more" / "c-short.mp4"),
+                                         str(tmp_path / "nowhere" / "gone.mp4"),
+                                         str(folder / "b-silent.mp4")]
+    assert [r["status"] for r in rows] == ["ok", "failed", "ok"]
+    assert "no such file (listed in" in rows[1]["error"] and "gone.mp4" in captured.err
+    # usage errors come before any work: a missing input, a CSV of other classes
+    assert predict.main([str(tmp_path / "none.mp4"), "--checkpoint", str(ckpt)]) == 2
+    assert "no such file or folder" in capsys.readouterr().err
+    other = tmp_path / "other.csv"
+    other.write_text("path,top_class,prob_a,prob_b,polarity,positive_prob,status,error\n")
+    assert predict.main([str(lst), "--checkpoint", str(ckpt), "--csv", str(other)]) == 2
+    assert "other classes (a, b" in capsys.readouterr().err
+    assert other.read_text().count("\n") == 1
+    assert predict.main([str(folder), "--checkpoint", str(ckpt), "--report", str(tmp_path / "r.png")]) == 2
+    assert "--report draws one video" in capsys.readouterr().err
+
+
+def test_samples_are_prepared_ahead_in_worker_processes(videos):
+    """The pool starts on creation and prepares videos without being asked (while the
+    model would run); its samples equal those made in this process."""
+    import time
+    import predict
+    cfg = dict(TINY)
+    order = [str(videos["short"]), str(videos["silent"]), str(videos["sound"])]
+    samples = predict.Samples(order, cfg, workers=1)
+    try:
+        first = samples.pending[0][1]
+        deadline = time.time() + 120
+        while not first.done() and time.time() < deadline:
+            time.sleep(0.2)
+        assert first.done()
+        got = list(samples)
+    finally:
+        samples.close()
+    assert [v for v, _, _ in got] == order
+    for v, sample, why in got:
+        assert why is None
+        inline, _ = predict.prepare(v, cfg, None, 0)
+        np.testing.assert_array_equal(sample["visual"], inline["visual"])
+        np.testing.assert_array_equal(sample["audio"], inline["audio"])
+        assert sample["snippets"] == inline["snippets"]
+
+
+@pytest.mark.parametrize("workers", [0, 2], ids=["in_the_main_process", "in_worker_processes"])
+def test_ffmpeg_killed_by_a_signal_is_that_videos_failure(ckpt, videos, tmp_path, capsys, workers):
+    """An ffmpeg that dies by a signal on one video (a crash) fails that video's row only:
+    also where Jittor is imported (the main process, whose SIGCHLD handler would otherwise
+    end the program with a 'quick exit') and in the spawned sample workers."""
+    import shutil
+    from datasets.media import find_ffmpeg
+    d = tmp_path / "clips"
+    d.mkdir()
+    good = [d / "a-sound.mp4", d / "c-silent.mp4"]
+    shutil.copy(videos["sound"], good[0])
+    shutil.copy(videos["silent"], good[1])
+    crash = d / "b-crash.mp4"
+    shutil.copy(videos["sound"], crash)  # a good video: only the fake ffmpeg makes it fail
+    fake = tmp_path / "ffmpeg"
+    fake.write_text("#!/bin/sh\n"
+                    "case \"$*\" in *b-crash*) kill -SEGV $$ ;; esac\n"
+                    f"exec '{find_ffmpeg()}' \"$@\"\n")
+    fake.chmod(0o755)
+    env = dict(os.environ, FFMPEG_BINARY=str(fake))  # how datasets/media.py finds ffmpeg
+    out = tmp_path / "predictions.csv"
+    r = run(["predict.py", d, "--checkpoint", ckpt, "--csv", out, "--workers", workers,
+             "--no_progress"], env=env)
+    assert r.returncode == 1, r.stderr
+    assert "Traceback" not in r.stderr and "quick exit" not in r.stderr, r.stderr
+    rows = {row["path"]: row for row in read_csv(out)}
+    assert list(rows) == [str(good[0]), str(crash), str(good[1])]
+    bad = rows[str(crash)]
+    assert bad["status"] == "failed" and bad["top_class"] == ""
+    assert "b-crash.mp4" in bad["error"] and "killed by signal 11 (SIGSEGV)" in bad["error"]
+    assert "1 of 3 videos could not be predicted" in r.stderr and str(crash) in r.stderr
+    for v in good:  # the others are predicted, as with the real ffmpeg
+        s = predict_json(capsys, v, "--checkpoint", ckpt)
+        assert rows[str(v)]["status"] == "ok" and rows[str(v)]["top_class"] == s["prediction"]["class"]
+        for c in VE8:
+            assert float(rows[str(v)][f"prob_{c}"]) == pytest.approx(s["probabilities"][c], abs=1e-6)

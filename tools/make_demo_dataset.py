@@ -5,6 +5,7 @@ Usage (from the repository root)::
     python tools/make_demo_dataset.py --dst demo/raw
     python tools/make_demo_dataset.py --dst demo/raw --per_class_train 6 --per_class_test 3 --seconds 3 --seed 0
     python tools/prepare_dataset.py --src demo/raw --dst demo/data --split_dir demo/raw/splits
+    python tools/make_demo_dataset.py --dst demo/custom_raw --classes calm,cheerful,tense --no_lists
 
 Output::
 
@@ -21,6 +22,13 @@ with a class tremolo rate, per-video pitch jitter of +-2 % and pink noise. A tin
 separates the classes in a few epochs. Each class's first training and first test video
 has an id with a space, a comma, a dot and an apostrophe (e.g. "Joy's demo, train no.00")
 to exercise file naming.
+
+``--classes A,B,...`` names the classes otherwise (at most 8; their looks and sounds are
+spread over the 8 synthetic ones: with 3 names, those of classes 0, 2 and 5), for a
+dataset of your own classes (``prepare_dataset.py --dataset custom``). ``--no_lists``
+writes no split lists and makes ``--per_class_train`` + ``--per_class_test`` videos per
+class named ``<class>-clip-NN`` (the first with an odd name, as above), for a dataset
+whose split is made when it is prepared.
 
 Deterministic: the same --seed gives the same parameters and (bit-exact encoding) the
 same files. Generation runs in parallel (--workers). Safe to re-run: existing videos are
@@ -52,7 +60,8 @@ def video_id(cls: str, split: str, i: int) -> str:
 
 
 def video_params(seed: int, c: int, split: str, i: int) -> dict:
-    """Per-video parameters, drawn from an rng seeded by (seed, class, split, index)."""
+    """Per-video parameters of synthetic class ``c`` (0..7), drawn from an rng seeded by
+    (seed, class, split, index)."""
     rng = random.Random(f"{seed}/{c}/{split}/{i}")
     hue = (c / len(VE8_CLASSES) + rng.uniform(-0.03, 0.03)) % 1.0
     r, g, b = colorsys.hsv_to_rgb(hue, rng.uniform(0.65, 0.9), rng.uniform(0.6, 0.85))
@@ -124,6 +133,11 @@ def main(argv=None) -> int:
     parser.add_argument("--seconds", type=float, default=3.0, help="length of every video")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--split_dir", default=None, help="where to write the lists (default: RAW/splits)")
+    parser.add_argument("--classes", default=None, metavar="A,B,...",
+                        help="class names (2 to 8; default: VE-8's), each with the looks of one "
+                             "of the 8 synthetic classes")
+    parser.add_argument("--no_lists", action="store_true",
+                        help="write no split lists; videos are named <class>-clip-NN")
     parser.add_argument("--overwrite", action="store_true", help="remake videos that exist")
     add_common_args(parser)
     args = parser.parse_args(argv)
@@ -132,27 +146,40 @@ def main(argv=None) -> int:
     ffmpeg = resolve_ffmpeg_arg(parser, args.ffmpeg)
     raw = Path(args.dst)
     split_dir = Path(args.split_dir) if args.split_dir else raw / "splits"
+    classes = list(VE8_CLASSES)
+    if args.classes is not None:
+        classes = [c.strip() for c in args.classes.split(",") if c.strip()]
+        if not 2 <= len(classes) <= len(VE8_CLASSES) or len(set(classes)) != len(classes):
+            parser.error(f"--classes takes 2 to {len(VE8_CLASSES)} different names")
+    groups = ((("clip", args.per_class_train + args.per_class_test),) if args.no_lists else
+              (("train", args.per_class_train), ("test", args.per_class_test)))
 
     jobs, train_lines, test_lines = [], [], []
-    for c, cls in enumerate(VE8_CLASSES):
+    for c, cls in enumerate(classes):
+        style = c * len(VE8_CLASSES) // len(classes)  # the synthetic class it looks like
         (raw / cls).mkdir(parents=True, exist_ok=True)
         remove_partials(raw / cls)
-        for split, n in (("train", args.per_class_train), ("test", args.per_class_test)):
+        for split, n in groups:
             for i in range(n):
                 vid = video_id(cls, split, i)
-                params = video_params(args.seed, c, split, i)
+                params = video_params(args.seed, style, split, i)
                 jobs.append((f"{cls}/{vid}", raw / cls / f"{vid}.mp4", params, args.seconds,
                              ffmpeg, args.overwrite))
                 (train_lines if split == "train" else test_lines).append(
                     f"{cls}/{vid} {c + 1}" if split == "train" else f"{cls}/{vid}")
     results = run_parallel(video_job, jobs, args.workers, "demo videos", not args.no_progress)
 
+    failed = print_summary(f"demo dataset {raw}", results)
+    if args.no_lists:
+        print(f"{len(classes)} classes x {args.per_class_train + args.per_class_test} videos of "
+              f"{args.seconds:g} s")
+        print(f"next: python tools/prepare_dataset.py --dataset custom --src {raw} --dst DATA_ROOT")
+        return 1 if failed else 0
     split_dir.mkdir(parents=True, exist_ok=True)
-    _write_if_changed(split_dir / "classInd.txt", "".join(f"{i + 1} {c}\n" for i, c in enumerate(VE8_CLASSES)))
+    _write_if_changed(split_dir / "classInd.txt", "".join(f"{i + 1} {c}\n" for i, c in enumerate(classes)))
     _write_if_changed(split_dir / "trainlist01.txt", "".join(l + "\n" for l in train_lines))
     _write_if_changed(split_dir / "testlist01.txt", "".join(l + "\n" for l in test_lines))
-    failed = print_summary(f"demo dataset {raw}", results)
-    print(f"{len(VE8_CLASSES)} classes x ({args.per_class_train} train + {args.per_class_test} test) "
+    print(f"{len(classes)} classes x ({args.per_class_train} train + {args.per_class_test} test) "
           f"videos of {args.seconds:g} s; split lists in {split_dir}")
     print(f"next: python tools/prepare_dataset.py --src {raw} --dst DATA_ROOT --split_dir {split_dir}")
     return 1 if failed else 0

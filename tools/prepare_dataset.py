@@ -6,6 +6,8 @@ Usage (from the repository root)::
     python tools/prepare_dataset.py --src RAW --dst ROOT --dataset ek6 --workers 8
     python tools/make_demo_dataset.py --dst demo/raw && \\
         python tools/prepare_dataset.py --src demo/raw --dst demo/data --split_dir demo/raw/splits
+    python tools/prepare_dataset.py --dataset custom --src MY_RAW --dst MY_ROOT \\
+        --positive_classes happy,calm --test_fraction 0.25 --seed 1
     python tools/prepare_dataset.py --check --dst ROOT --dataset ve8    # find damaged files
 
 Input: ``RAW/<Class>/<video_id>.mp4`` (also .avi .mkv .webm .mov ...; a class folder may
@@ -27,6 +29,16 @@ A video ffmpeg cannot read is reported and skipped; the json is still written, a
 run exits with status 1 and lists the failures. Every frame and mp3 extracted is decoded
 once to check it (an output that does not decode is removed and its video reported).
 
+``--dataset custom`` takes any classes: the sub-folders of RAW that hold videos (or the
+classes of ``--split_dir``'s classInd.txt). Without ``--split_dir`` the split is made
+with a seed (``--test_fraction`` of every class's videos, default 1/3, ``--seed``) and
+written as ``ROOT/splits/{classInd,trainlist01,testlist01}.txt`` for reuse
+(``--split_dir ROOT/splits``). ``--positive_classes A,B,...`` records the polarity in
+the json (which the PCCE loss needs). Output: ``ROOT/custom--imgs``, ``ROOT/custom--mp3``,
+``ROOT/custom_01.json``. Too few videos in a class, a video name in two classes, an
+unknown positive class or lists of another split already in ROOT/splits stop the run
+before anything is extracted (status 2). Details: tools/custom_dataset.py.
+
 ``--check`` checks an already prepared ROOT instead (``tools/check_dataset.py``): every frame
 and mp3 decoded, each damaged file listed with the command that re-extracts its video.
 """
@@ -39,6 +51,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from datasets.catalog import DATASETS  # noqa: E402
 from datasets.media import remove_partials  # noqa: E402
 from tools import check_dataset  # noqa: E402
+from tools.custom_dataset import (DEFAULT_SEED, DEFAULT_TEST_FRACTION,  # noqa: E402
+                                  CustomDatasetError, plan_custom)
 from tools.jobs import (add_common_args, print_list, print_summary, resolve_ffmpeg_arg,  # noqa: E402
                         run_parallel, tool_parser)
 from tools.ve8_json import (add_split_options, check_against_raw, describe,  # noqa: E402
@@ -66,6 +80,15 @@ def main(argv=None) -> int:
     add_split_options(parser)
     parser.add_argument("--no_audio", action="store_true", help="skip the mp3 step")
     parser.add_argument("--strict", action="store_true", help="fail (exit 1) when listed videos are missing")
+    custom = parser.add_argument_group("--dataset custom (your own classes)")
+    custom.add_argument("--test_fraction", type=float, default=None,
+                        help=f"share of every class's videos in the made test split "
+                             f"(default {DEFAULT_TEST_FRACTION:.3g}); not with --split_dir")
+    custom.add_argument("--seed", type=int, default=None,
+                        help=f"seed of the made split (default {DEFAULT_SEED})")
+    custom.add_argument("--positive_classes", default=None, metavar="A,B,...",
+                        help="the positive classes, comma-separated (the polarity, which the "
+                             "PCCE loss needs; default: unknown)")
     add_common_args(parser)
     args = parser.parse_args(argv)
     if args.check:
@@ -82,10 +105,23 @@ def main(argv=None) -> int:
     start = time.time()
 
     # 1. lists, checked against the raw folder
-    splits = read_splits_of(args)
-    if splits is None:
-        return 1
-    found, missing, unlisted = check_against_raw(splits, src)
+    positive = None
+    if args.dataset == "custom":
+        plan = custom_plan(parser, args, src, root)
+        if plan is None:
+            return 2
+        splits, found, missing, unlisted, positive = (plan.splits, plan.found, plan.missing,
+                                                      plan.unlisted, plan.positive)
+    else:
+        given = [f for f, v in (("--test_fraction", args.test_fraction), ("--seed", args.seed),
+                                ("--positive_classes", args.positive_classes)) if v is not None]
+        if given:
+            parser.error(f"{', '.join(given)}: only for --dataset custom ({facts.title} has its "
+                         f"own split lists and polarity)")
+        splits = read_splits_of(args)
+        if splits is None:
+            return 1
+        found, missing, unlisted = check_against_raw(splits, src)
     missing_file = root / f"{args.dataset}_missing_videos.txt"
     if missing:
         root.mkdir(parents=True, exist_ok=True)
@@ -114,7 +150,7 @@ def main(argv=None) -> int:
         audio = run_parallel(audio_job, audio_jobs, args.workers, "mp3", not args.no_progress)
 
     # 4. json
-    ann = splits.annotation()
+    ann = splits.annotation(positive)
     changed = write_json(ann, json_path)
 
     print(f"\nprepare_dataset ({args.dataset}) {src} -> {root} in {time.time() - start:.1f}s")
@@ -123,6 +159,10 @@ def main(argv=None) -> int:
     if not args.no_audio:
         failed += print_summary(f"mp3 -> {mp3s}", audio)
     print(f"json -> {json_path}: {describe(ann)} ({'written' if changed else 'unchanged'})")
+    if args.dataset == "custom":
+        print(f"classes: {', '.join(ann['labels'])}; positive: "
+              + (", ".join(ann["positive_classes"]) if ann["positive_classes"] is not None
+                 else "unknown (train with --loss_func ce, or prepare again with --positive_classes)"))
     if missing:
         print(f"MISSING: {len(missing)} listed videos have no file (see {missing_file})")
     if failed:
@@ -130,6 +170,35 @@ def main(argv=None) -> int:
         print(f"FAILED: {len(bad)} videos could not be processed: " + ", ".join(bad[:20])
               + (" ..." if len(bad) > 20 else ""))
     return 1 if failed or (args.strict and missing) else 0
+
+
+def custom_plan(parser, args, src, root):
+    """The custom dataset's plan, its made split written out; None (after saying why) when
+    the raw folder or the options cannot make one."""
+    if args.split_dir is not None and (args.test_fraction is not None or args.seed is not None):
+        parser.error("--test_fraction and --seed make a split; --split_dir gives one")
+    fraction = DEFAULT_TEST_FRACTION if args.test_fraction is None else args.test_fraction
+    if not 0 < fraction < 1:
+        parser.error(f"--test_fraction must lie between 0 and 1, not {fraction}")
+    try:
+        plan = plan_custom(src, root, args.split_dir, fraction,
+                           DEFAULT_SEED if args.seed is None else args.seed,
+                           args.positive_classes, args.split)
+    except CustomDatasetError as e:
+        print(f"prepare_dataset.py: error: {e}\n(nothing was written)", file=sys.stderr)
+        return None
+    for note in plan.notes:
+        print(f"note: {note}", file=sys.stderr)
+    for w in plan.splits.warnings:
+        print(f"warning: {w}", file=sys.stderr)
+    if plan.made:
+        folder = plan.write_lists()
+        n = {s: sum(e.subset == s for e in plan.splits.entries) for s in ("training", "validation")}
+        print(f"split: {n['training']} training + {n['validation']} test videos in "
+              f"{len(plan.splits.labels)} classes, stratified, seed "
+              f"{DEFAULT_SEED if args.seed is None else args.seed}, test fraction {fraction:.3g}; "
+              f"lists in {folder} (reuse them with --split_dir {folder})")
+    return plan
 
 
 if __name__ == "__main__":

@@ -58,13 +58,15 @@ class Splits:
     entries: List[Entry]
     warnings: List[str] = field(default_factory=list)
 
-    def annotation(self) -> dict:
-        """The json object. Ids are json keys: an id listed twice keeps the place of its
-        first line and the subset/label of its last one (the release's dict semantics)."""
+    def annotation(self, positive=None) -> dict:
+        """The json object; ``positive`` names the positive classes (default: the table's,
+        when the classes are VE-8's or Ekman-6's). Ids are json keys: an id listed twice
+        keeps the place of its first line and the subset/label of its last one (the
+        release's dict semantics)."""
         database = {}
         for e in self.entries:
             database[e.video_id] = {"subset": e.subset, "annotations": {"label": e.cls}}
-        return dict(make_classes(self.labels).to_json(), database=database)
+        return dict(make_classes(self.labels, positive).to_json(), database=database)
 
 
 def split_files(split_dir, split: int = 1) -> Tuple[Path, Path, Path]:
@@ -159,14 +161,20 @@ def add_split_options(parser) -> None:
     parser.add_argument("--dataset", choices=sorted(DATASETS), default="ve8")
     parser.add_argument("--split_dir", default=None,
                         help="folder with classInd.txt, trainlistNN.txt and testlistNN.txt "
-                             "(default: the dataset's, tools/annotations/<dataset>)")
+                             "(default: the dataset's, tools/annotations/<dataset>; a custom "
+                             "dataset's split is made by prepare_dataset.py)")
     parser.add_argument("--split", type=int, default=1, help="split number (trainlistNN.txt)")
 
 
 def read_splits_of(args) -> Optional[Splits]:
     """The lists that ``add_split_options`` chose, their warnings printed; None (after
     printing why) when they cannot be used."""
-    split_dir = Path(args.split_dir or DATASETS[args.dataset].split_dir)
+    split_dir = args.split_dir or DATASETS[args.dataset].split_dir
+    if split_dir is None:
+        print(f"error: a {args.dataset} dataset has no shipped split lists: pass --split_dir",
+              file=sys.stderr)
+        return None
+    split_dir = Path(split_dir)
     try:
         splits = read_splits(split_dir, args.split)
     except (SplitError, OSError) as e:

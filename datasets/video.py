@@ -1,0 +1,93 @@
+"""One video file in, the model's evaluation sample out: what ``predict.py`` feeds the model.
+
+    from datasets.video import prepare_sample, VideoError
+    s = prepare_sample("clip.mp4", config)   # config: model.model_config(...) (a dict)
+    s["visual"], s["audio"], s["snippets"]   # as datasets.sample.SampleRecipe gives them
+    s["n_frames"], s["has_sound"], s["info"] # what was extracted (a media.MediaInfo)
+
+The video's frames and sound are extracted with ffmpeg (``datasets.media``, the same
+commands as the dataset preparation) into a temporary folder that is removed before
+returning, and the sample is the evaluation set's (``datasets.sample``, the same code):
+frame indices ``range(1, n_frames + 1, 30 // fps)`` over the frames actually extracted
+(also for a video shorter than 16 frames, which the dataset tools would leave out),
+centre TSN snippets (loop-padded when the video is too short), the ``val`` spatial
+transform, and the MFCC features of the extracted mp3 (a video without sound gets a
+silent mp3, as in the dataset tools).
+
+Nothing here imports Jittor: ``predict.py`` runs ``prepare_sample`` in worker processes
+while the model works on the previous video, and an ffmpeg that dies there is that
+video's failure (``VideoError``), not the end of the run.
+"""
+import os
+import tempfile
+
+from datasets.errors import UnreadableFile
+from datasets.media import (MediaError, extract_audio, extract_frames, frame_file,
+                            list_frame_indices, probe)
+from datasets.sample import SampleRecipe, frame_indices, load_frame
+
+
+class VideoError(RuntimeError):
+    """The video cannot be turned into a sample; the message says why."""
+
+
+def key_frame(snippet):
+    """The frame that stands for a snippet: its middle one."""
+    return int(snippet[len(snippet) // 2])
+
+
+def extract(video, workdir, ffmpeg=None):
+    """Frames and mp3 of ``video`` under ``workdir``; returns a dict describing them."""
+    try:
+        info = probe(video, ffmpeg)
+        if not info.has_video:
+            raise VideoError(f"no video stream in {video}")
+        frames_dir = os.path.join(workdir, "frames")
+        extract_frames(video, frames_dir, ffmpeg=ffmpeg)
+        mp3 = os.path.join(workdir, "audio.mp3")
+        had_sound = extract_audio(video, mp3, ffmpeg=ffmpeg, info=info)
+    except MediaError as e:
+        raise VideoError(f"cannot read {video}: {e}") from None
+    # the real frame count: n_frames would be 0 below 16 frames, the video is still usable
+    found = list_frame_indices(frames_dir)
+    if not found:
+        raise VideoError(f"ffmpeg extracted no frames from {video}")
+    return {"frames_dir": frames_dir, "n_frames": found[-1], "mp3": mp3,
+            "has_sound": bool(had_sound), "info": info}
+
+
+def sample_of(extracted, config):
+    """``(visual, audio, snippets)``: the evaluation sample of an extracted video."""
+    recipe = SampleRecipe(config["seq_len"], config["snippet_duration"], config["sample_size"],
+                          train=False)
+    indices = frame_indices(extracted["n_frames"], config["fps"])
+    try:
+        visual, snippets = recipe.visual(extracted["frames_dir"], indices)
+        audio = recipe.audio_features(extracted["mp3"])
+    except UnreadableFile as e:
+        what = "sound track" if e.path == extracted["mp3"] else f"frame {os.path.basename(e.path)}"
+        raise VideoError(f"the {what} ffmpeg extracted from the video is unusable: {e.cause}") from None
+    return visual, audio, snippets
+
+
+def prepare_sample(video, config, ffmpeg=None, key_frames=0):
+    """The sample of ``video`` under the model configuration ``config`` (a dict with
+    ``fps``, ``seq_len``, ``snippet_duration``, ``sample_size``), as a dict: ``visual``,
+    ``audio``, ``snippets``, ``n_frames``, ``has_sound``, ``info`` and, when
+    ``key_frames`` (a height in pixels) is given, ``key_frames``: the middle frame of
+    every snippet (PIL images of that height). Raises VideoError."""
+    with tempfile.TemporaryDirectory(prefix="vaanet-video-") as work:
+        ex = extract(video, work, ffmpeg)
+        visual, audio, snippets = sample_of(ex, config)
+        out = {"visual": visual, "audio": audio, "snippets": snippets,
+               "n_frames": int(ex["n_frames"]), "has_sound": ex["has_sound"], "info": ex["info"]}
+        if key_frames:
+            out["key_frames"] = [_scaled(load_frame(frame_file(ex["frames_dir"], key_frame(s))),
+                                         key_frames) for s in snippets]
+    return out
+
+
+def _scaled(img, height):
+    from PIL import Image
+    w, h = img.size
+    return img.resize((max(1, round(w * height / h)), height), Image.BILINEAR)
