@@ -20,13 +20,15 @@ the model divides), ``audio`` float32 ``[4096, 32]``, ``snippets`` the frame ind
 each snippet. Randomness comes only from the ``rng`` argument (temporal crops drawn
 first, then the spatial parameters), so a training sample is a pure function of its rng.
 Each distinct frame of a sample is decoded and transformed once, even when loop-padding
-repeats it: the transform is the same for every frame, so the values are too. Frames go
-straight into their place in ``visual``, channel-first, resized by
-``transforms.resample``'s kernel (Pillow's values, see there).
+repeats it: the transform is the same for every frame, so the values are too. Frames are
+decoded by ``datasets.jpeg`` (Pillow's libjpeg, without Pillow's per-file Python work)
+and go straight into their place in ``visual``, channel-first, resized by
+``transforms.resample``'s kernel (Pillow's values, see both).
 """
 import numpy as np
 from PIL import Image
 
+from datasets import jpeg
 from datasets.audio import mfcc_features
 from datasets.media import frame_file
 from transforms import resample
@@ -63,6 +65,7 @@ class SampleRecipe:
                         else EvalSpatialTransform(sample_size))
         self.audio_features = audio_features or mfcc_features
         resample.kernel()  # built or loaded here, before Jittor forks its loader workers
+        jpeg.decoder()
 
     def snippets(self, indices, rng=None):
         """The ``seq_len`` lists of frame indices (draws the temporal crops from ``rng``)."""
@@ -78,9 +81,12 @@ class SampleRecipe:
                 places.setdefault(index, []).append((i, j))
         out = None
         for index, ((i, j), *repeats) in places.items():
-            img = load_frame(frame_file(frames_dir, index))
+            path = frame_file(frames_dir, index)
+            img = jpeg.decode_rgbx(path)  # valid until the next decode: used right away
+            if img is None:
+                img = load_frame(path)
             if out is None:
-                x1, y1, x2, y2 = self.spatial.geometry(*img.size, params).window
+                x1, y1, x2, y2 = self.spatial.geometry(*resample.image_size(img), params).window
                 out = np.empty((self.seq_len, 3, self.snippet_duration, y2 - y1, x2 - x1), np.uint8)
             self.spatial.apply_into(img, params, out[i, :, j])  # written channel-first
             for k, m in repeats:

@@ -50,8 +50,29 @@ class Geometry(NamedTuple):
     window: Tuple[int, int, int, int]
 
 
+def image_size(img):
+    """``(width, height)`` of a PIL image or of an RGBX array ``[height, width, 4]`` (what
+    ``datasets.jpeg`` decodes frames into; X is padding)."""
+    if isinstance(img, np.ndarray):
+        return img.shape[1], img.shape[0]
+    return img.size
+
+
+def as_pil(img):
+    """A PIL RGB image of the same pixels (an RGBX array is copied; a PIL image is kept)."""
+    if isinstance(img, np.ndarray):
+        return Image.frombuffer("RGB", image_size(img), np.ascontiguousarray(img), "raw",
+                                "RGBX", 0, 1)
+    return img
+
+
+def _is_rgb(img):
+    return isinstance(img, np.ndarray) or img.mode == "RGB"
+
+
 def resize_crop_pil(img, g):
     """The geometry ``g`` done by Pillow (a crop to the whole image is skipped: same values)."""
+    img = as_pil(img)
     if tuple(g.box) != (0, 0) + img.size:
         img = img.crop(g.box)
     img = img.resize(g.size, Image.BILINEAR)
@@ -152,27 +173,29 @@ def _cache_dir():
     return os.path.join(base, "vaanet")
 
 
-def build_kernel(cache_dir=None):
-    """Path of the compiled kernel, built if needed; raises RuntimeError if it cannot be."""
+def build_kernel(cache_dir=None, source=_SOURCE, link=()):
+    """Path of the compiled ``source`` (a shared library linked with the arguments
+    ``link``), built if needed; raises RuntimeError if it cannot be."""
     cc = _compiler()
     if cc is None:
         raise RuntimeError("no C compiler found ($CC, cc, gcc or clang)")
-    with open(_SOURCE, "rb") as f:
-        source = f.read()
+    with open(source, "rb") as f:
+        text = f.read()
+    name = os.path.splitext(os.path.basename(source))[0]
     cache_dir = cache_dir or _cache_dir()
     errors = []
     for flags in (["-O3", "-march=native"], ["-O3"]):
-        key = hashlib.sha1(b"\0".join([source, cc.encode(), " ".join(flags).encode(),
+        key = hashlib.sha1(b"\0".join([text, cc.encode(), " ".join(flags + list(link)).encode(),
                                        _cpu_fingerprint().encode()])).hexdigest()[:16]
-        path = os.path.join(cache_dir, f"resample-{key}.so")
+        path = os.path.join(cache_dir, f"{name}-{key}.so")
         if os.path.exists(path):
             return path
         os.makedirs(cache_dir, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".resample-", suffix=".so", dir=cache_dir)
+        fd, tmp = tempfile.mkstemp(prefix=f".{name}-", suffix=".so", dir=cache_dir)
         os.close(fd)
         try:
-            r = subprocess.run([cc, *flags, "-std=c99", "-shared", "-fPIC", _SOURCE, "-o", tmp],
-                               capture_output=True, text=True, timeout=300)
+            r = subprocess.run([cc, *flags, "-std=c99", "-shared", "-fPIC", source, "-o", tmp,
+                                *link], capture_output=True, text=True, timeout=300)
             if r.returncode == 0:
                 os.replace(tmp, path)
                 return path
@@ -180,7 +203,7 @@ def build_kernel(cache_dir=None):
         finally:
             if os.path.exists(tmp):
                 os.unlink(tmp)
-    raise RuntimeError("cannot compile " + _SOURCE + ":\n" + "\n".join(errors))
+    raise RuntimeError("cannot compile " + source + ":\n" + "\n".join(errors))
 
 
 class _Plan(ctypes.Structure):
@@ -257,7 +280,7 @@ _capsule_pointer.argtypes = [ctypes.py_object, ctypes.c_char_p]
 
 def _pixels(img):
     """``(owner, address)`` of the RGB image's pixels, 4 bytes (R G B X) each, row after
-    row; the pixels stay valid while ``owner`` lives.
+    row; the pixels stay valid while ``owner`` lives. An RGBX array is its own owner.
 
     Pillow (11.2 and later) lends its own memory through the Arrow C data interface (an
     RGB image is an array of 4-byte fixed-size lists); otherwise, or for an image whose
@@ -265,6 +288,11 @@ def _pixels(img):
     The copy is what the loan saves: a new 300 kB buffer per 320x240 frame, which the
     allocator takes from and gives back to the system each time, paying in page faults
     3x the kernel's own time."""
+    if isinstance(img, np.ndarray):
+        if not (img.dtype == np.uint8 and img.ndim == 3 and img.shape[2] == 4
+                and img.flags.c_contiguous):
+            raise ValueError(f"expected a contiguous uint8 RGBX array, not {img.dtype} {img.shape}")
+        return img, img.ctypes.data
     try:
         _, capsule = img.__arrow_c_array__()
         array = _ArrowArray.from_address(_capsule_pointer(capsule, b"arrow_array"))
@@ -295,9 +323,9 @@ def kernel_into(img, g, dst, vertical_first=False):
     is found by :func:`pass_order`); False (``dst`` untouched) where the kernel cannot
     serve, see the module docstring."""
     lib = kernel()
-    if lib is None or img.mode != "RGB" or not fits(g, *img.size):
+    if lib is None or not _is_rgb(img) or not fits(g, *image_size(img)):
         return False
-    _run(lib, _make_plan(lib, g, img.size[0], vertical_first), img, dst)
+    _run(lib, _make_plan(lib, g, image_size(img)[0], vertical_first), img, dst)
     return True
 
 
@@ -340,17 +368,18 @@ _plans = {}  # (Geometry, image size) -> _Plan in Pillow's pass order, or None: 
 
 
 def resize_crop_into(img, g, dst):
-    """``dst[...] = np.asarray(resize_crop_pil(img, g)).transpose(2, 0, 1)``, by the kernel
-    where it serves (in :func:`pass_order`'s order, found once per geometry, image size
+    """``dst[...] = np.asarray(resize_crop_pil(img, g)).transpose(2, 0, 1)`` (``img`` a PIL
+    image or an RGBX array), by the kernel where it serves (in :func:`pass_order`'s order, found once per geometry, image size
     and process), else by Pillow. Returns "kernel" or "pillow"."""
-    key = (g, img.size)
+    size = image_size(img)
+    key = (g, size)
     plan = _plans.get(key, False)
     if plan is False:
         lib = kernel()
-        usable = lib is not None and img.mode == "RGB" and fits(g, *img.size)
-        order = pass_order(g, img.size) if usable else None
-        plan = _plans[key] = None if order is None else _make_plan(lib, g, img.size[0], order)
-    if plan is not None and img.mode == "RGB":
+        usable = lib is not None and _is_rgb(img) and fits(g, *size)
+        order = pass_order(g, size) if usable else None
+        plan = _plans[key] = None if order is None else _make_plan(lib, g, size[0], order)
+    if plan is not None and _is_rgb(img):
         _run(_lib, plan, img, dst)
         return "kernel"
     dst[...] = np.asarray(resize_crop_pil(img, g)).transpose(2, 0, 1)

@@ -22,7 +22,8 @@ short side to ``sample_size`` with ``Image.resize(..., Image.BILINEAR)``, the lo
 
 Both return ``numpy.uint8`` arrays of shape ``[H, W, 3]`` (values 0..255, no division;
 the release's ``ToTensor`` without ``/255``). ``apply_into(img, params, dst)`` writes the
-same values channel-first (``dst[c, y, x]``, what the dataset collects), resizing with
+same values channel-first (``dst[c, y, x]``, what the dataset collects; ``img`` a PIL
+image or an RGBX array ``[H, W, 4]`` as ``datasets.jpeg`` decodes), resizing with
 ``transforms.resample``'s kernel: Pillow's arithmetic, several times faster. Either way
 the crop and resize are one ``Geometry`` (``geometry()``): crop, resize, crop.
 """
@@ -32,7 +33,7 @@ import random
 import numpy as np
 from PIL import Image, ImageEnhance
 
-from transforms.resample import Geometry, resize_crop_into, resize_crop_pil
+from transforms.resample import Geometry, image_size, resize_crop_into, resize_crop_pil
 
 CROP_POSITIONS = ("c", "tl", "tr", "bl", "br")
 AUGMENTATIONS = ("flip", "rotate", "brightness")
@@ -184,7 +185,7 @@ class TrainSpatialTransform:
         """``dst[...] = self.apply(img, params).transpose(2, 0, 1)``, faster: the flip moves
         columns, the brightness change is Pillow's own mapping of the 256 values
         (:func:`brightness_table`), the rotation is Pillow's on the small frame."""
-        resize_crop_into(img, self.geometry(*img.size, params), dst)
+        resize_crop_into(img, self.geometry(*image_size(img), params), dst)
         aug = params["aug"]
         if aug == "flip":
             dst[...] = dst[:, :, ::-1].copy()
@@ -229,7 +230,7 @@ class EvalSpatialTransform:
 
     def apply_into(self, img, params, dst):
         """``dst[...] = self.apply(img).transpose(2, 0, 1)``, faster."""
-        resize_crop_into(img, self.geometry(*img.size), dst)
+        resize_crop_into(img, self.geometry(*image_size(img)), dst)
 
     def __call__(self, img):
         return self.apply(img)
