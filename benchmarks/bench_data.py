@@ -3,7 +3,7 @@
 Run (from the repository root)::
 
     .venv/bin/python benchmarks/bench_data.py                     # VE-8-like: 8 videos of 107 s
-    .venv/bin/python benchmarks/bench_data.py --pairs 9 --json loader.json
+    .venv/bin/python benchmarks/bench_data.py --workers 0 --pairs 40 --json loader_0w.json
     .venv/bin/python benchmarks/bench_data.py --seconds 30 --videos 4 --workers 2 --batch_size 2
 
 Synthetic videos of VE-8's average length (107 s at 30 fps, 320x240 frames after
@@ -20,8 +20,8 @@ the same training items at the default config (12 snippets x 16 frames x 112x112
   again), transforms it, converts it to float32 CHW (ToTensor without the division) and
   stacks float32 tensors;
 - this port (``datasets.ve8.VE8Dataset``): MFCC from the on-disk cache, each distinct
-  frame decoded once and resized by ``transforms/resample.py``'s kernel straight into the
-  uint8 sample.
+  frame decoded once (``datasets/jpeg.py``: Pillow's libjpeg, called directly) and resized
+  by ``transforms/resample.py``'s kernel straight into the uint8 sample.
 
 Before timing, the script asserts that both ways give the same values (visual and audio)
 on a few items, in evaluation mode and in training mode.
@@ -31,9 +31,10 @@ Jittor worker processes when ``--workers`` > 0, so that neither inherits the oth
 state. One call is one full pass over ``--items`` training items (the videos in turn,
 each item with its own random crops). A first pass each is untimed in the comparison
 (worker start-up; the port's MFCC cache starts empty, so its first pass shows the cold
-cache); after each pass the loader's workers are stopped, untimed (Jittor's workers
-otherwise run ahead into the next pass while the other loader is timed); then ``--pairs`` rounds of one pass each, in alternating order, so that a busy
-machine's drift falls on both. Per pair, the ratio of samples/s (port / release); the
+cache); then ``--pairs`` rounds of one pass each, in alternating order, so that a busy
+machine's drift falls on both. After each pass the loader's workers are stopped, untimed:
+Jittor's workers otherwise start on the next pass's batches as soon as one is idle, and
+would work while the other loader is timed. Per pair, the ratio of samples/s (port / release); the
 table gives its median, quartiles and range, the same for the CPU time per sample (the
 loader process and its live Jittor workers, from /proc), and the 1-minute load average.
 """
