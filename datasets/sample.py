@@ -20,14 +20,19 @@ the model divides), ``audio`` float32 ``[4096, 32]``, ``snippets`` the frame ind
 each snippet. Randomness comes only from the ``rng`` argument (temporal crops drawn
 first, then the spatial parameters), so a training sample is a pure function of its rng.
 Each distinct frame of a sample is decoded and transformed once, even when loop-padding
-repeats it: the transform is the same for every frame, so the values are too.
+repeats it: the transform is the same for every frame, so the values are too. Frames are
+decoded by ``datasets.jpeg`` (Pillow's libjpeg, without Pillow's per-file Python work)
+and go straight into their place in ``visual``, channel-first, resized by
+``transforms.resample``'s kernel (Pillow's values, see both).
 """
 import numpy as np
 from PIL import Image
 
+from datasets import jpeg
 from datasets.audio import mfcc_features
 from datasets.errors import frame_cause, names_the_file
 from datasets.media import frame_file
+from transforms import resample
 from transforms.spatial import EvalSpatialTransform, TrainSpatialTransform
 from transforms.temporal import TSN
 
@@ -62,6 +67,8 @@ class SampleRecipe:
         self.spatial = (TrainSpatialTransform(sample_size) if self.train
                         else EvalSpatialTransform(sample_size))
         self.audio_features = audio_features or mfcc_features
+        resample.kernel()  # built or loaded here, before Jittor forks its loader workers
+        jpeg.decoder()
 
     def snippets(self, indices, rng=None):
         """The ``seq_len`` lists of frame indices (draws the temporal crops from ``rng``)."""
@@ -71,19 +78,23 @@ class SampleRecipe:
         """``(visual uint8 [S, 3, T, H, W], snippets)`` from the jpgs in ``frames_dir``."""
         snippets = self.snippets(indices, rng)
         params = self.spatial.draw(rng)  # one draw per video, applied to every frame
-        out = None
-        decoded = {}
+        places = {}  # frame index -> its (snippet, position)s, in order of first use
         for i, snippet in enumerate(snippets):
             for j, index in enumerate(snippet):
-                arr = decoded.get(index)
-                if arr is None:
-                    arr = self.spatial.apply(load_frame(frame_file(frames_dir, index)), params)
-                    decoded[index] = arr
-                if out is None:
-                    out = np.empty((self.seq_len, self.snippet_duration) + arr.shape, dtype=np.uint8)
-                out[i, j] = arr
-        # [S, T, H, W, C] -> [S, C, T, H, W]
-        return np.ascontiguousarray(out.transpose(0, 4, 1, 2, 3)), snippets
+                places.setdefault(index, []).append((i, j))
+        out = None
+        for index, ((i, j), *repeats) in places.items():
+            path = frame_file(frames_dir, index)
+            img = jpeg.decode_rgbx(path)  # valid until the next decode: used right away
+            if img is None:
+                img = load_frame(path)
+            if out is None:
+                x1, y1, x2, y2 = self.spatial.geometry(*resample.image_size(img), params).window
+                out = np.empty((self.seq_len, 3, self.snippet_duration, y2 - y1, x2 - x1), np.uint8)
+            self.spatial.apply_into(img, params, out[i, :, j])  # written channel-first
+            for k, m in repeats:
+                out[k, :, m] = out[i, :, j]
+        return out, snippets
 
     def __call__(self, frames_dir, indices, mp3, rng=None):
         """``(visual, audio, snippets)`` of one video."""

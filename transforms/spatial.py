@@ -21,13 +21,19 @@ short side to ``sample_size`` with ``Image.resize(..., Image.BILINEAR)``, the lo
 ``(cx - half, cy - half, cx + half, cy + half)`` (``Image.crop``).
 
 Both return ``numpy.uint8`` arrays of shape ``[H, W, 3]`` (values 0..255, no division;
-the release's ``ToTensor`` without ``/255``, before the HWC -> CHW move that the dataset
-does once per sample).
+the release's ``ToTensor`` without ``/255``). ``apply_into(img, params, dst)`` writes the
+same values channel-first (``dst[c, y, x]``, what the dataset collects; ``img`` a PIL
+image or an RGBX array ``[H, W, 4]`` as ``datasets.jpeg`` decodes), resizing with
+``transforms.resample``'s kernel: Pillow's arithmetic, several times faster. Either way
+the crop and resize are one ``Geometry`` (``geometry()``): crop, resize, crop.
 """
+import functools
 import random
 
 import numpy as np
 from PIL import Image, ImageEnhance
+
+from transforms.resample import Geometry, image_size, resize_crop_into, resize_crop_pil
 
 CROP_POSITIONS = ("c", "tl", "tr", "bl", "br")
 AUGMENTATIONS = ("flip", "rotate", "brightness")
@@ -80,15 +86,21 @@ def center_crop_box(width, height, size):
     return (cx - half, cy - half, cx + half, cy + half)
 
 
+def short_side_size(width, height, size):
+    """``(width, height)`` after the release's ``Scale(size)``: short side to ``size``,
+    the long side ``int(size * long / short)``; unchanged if the short side is ``size``."""
+    if (width <= height and width == size) or (height <= width and height == size):
+        return width, height
+    if width < height:
+        return size, int(size * height / width)
+    return int(size * width / height), size
+
+
 def scale_short_side(img, size):
     """The release's ``Scale(size)``: short side to ``size`` (bilinear), aspect kept."""
-    w, h = img.size
-    if (w <= h and w == size) or (h <= w and h == size):
+    ow, oh = short_side_size(*img.size, size)
+    if (ow, oh) == img.size:
         return img
-    if w < h:
-        ow, oh = size, int(size * h / w)
-    else:
-        oh, ow = size, int(size * w / h)
     return img.resize((ow, oh), Image.BILINEAR)
 
 
@@ -97,6 +109,20 @@ def to_uint8_hwc(img):
     if arr.ndim != 3 or arr.shape[2] != 3:
         raise ValueError(f"expected an RGB image, got array of shape {arr.shape}")
     return arr
+
+
+@functools.lru_cache(maxsize=64)
+def brightness_table(factor):
+    """What ``ImageEnhance.Brightness(img).enhance(factor)`` makes of each value 0..255:
+    Pillow's blend with black works on each byte alone, so one pass of Pillow over the
+    256 values gives the whole mapping (uint8 [256])."""
+    ramp = np.repeat(np.arange(256, dtype=np.uint8).reshape(16, 16, 1), 3, axis=2)
+    out = np.asarray(ImageEnhance.Brightness(Image.fromarray(ramp, "RGB")).enhance(factor))
+    table = np.ascontiguousarray(out[..., 0].reshape(256))
+    if not (out == table.reshape(16, 16, 1)).all():
+        raise RuntimeError("Pillow's brightness change differs between channels")
+    table.setflags(write=False)
+    return table
 
 
 class TrainSpatialTransform:
@@ -131,10 +157,16 @@ class TrainSpatialTransform:
         self.params = self.draw(rng)
         return self.params
 
+    def geometry(self, width, height, params):
+        """The corner crop, resized to ``size`` x ``size``, of a ``width`` x ``height`` frame."""
+        s = self.size
+        return Geometry(corner_crop_box(width, height, params["position"]), (s, s), (0, 0, s, s))
+
     def apply_pil(self, img, params):
-        w, h = img.size
-        img = img.crop(corner_crop_box(w, h, params["position"]))
-        img = img.resize((self.size, self.size), Image.BILINEAR)
+        return self.augment_pil(resize_crop_pil(img, self.geometry(*img.size, params)), params)
+
+    def augment_pil(self, img, params):
+        """The augmentation alone, on the cropped and resized frame."""
         aug = params["aug"]
         if aug == "flip":
             img = img.transpose(Image.FLIP_LEFT_RIGHT)
@@ -148,6 +180,20 @@ class TrainSpatialTransform:
 
     def apply(self, img, params):
         return to_uint8_hwc(self.apply_pil(img, params))
+
+    def apply_into(self, img, params, dst):
+        """``dst[...] = self.apply(img, params).transpose(2, 0, 1)``, faster: the flip moves
+        columns, the brightness change is Pillow's own mapping of the 256 values
+        (:func:`brightness_table`), the rotation is Pillow's on the small frame."""
+        resize_crop_into(img, self.geometry(*image_size(img), params), dst)
+        aug = params["aug"]
+        if aug == "flip":
+            dst[...] = dst[:, :, ::-1].copy()
+        elif aug == "brightness":
+            np.take(brightness_table(params["value"]), dst, out=dst)
+        elif aug is not None:
+            small = Image.merge("RGB", [Image.fromarray(plane) for plane in dst])
+            dst[...] = to_uint8_hwc(self.augment_pil(small, params)).transpose(2, 0, 1)
 
     def __call__(self, img):
         if self.params is None:
@@ -171,13 +217,20 @@ class EvalSpatialTransform:
     def randomize(self, rng=None):
         return None
 
+    def geometry(self, width, height, params=None):
+        """The whole frame, short side resized to ``size``, centre-cropped."""
+        w, h = short_side_size(width, height, self.size)
+        return Geometry((0, 0, width, height), (w, h), center_crop_box(w, h, self.size))
+
     def apply_pil(self, img, params=None):
-        img = scale_short_side(img, self.size)
-        w, h = img.size
-        return img.crop(center_crop_box(w, h, self.size))
+        return resize_crop_pil(img, self.geometry(*img.size))
 
     def apply(self, img, params=None):
         return to_uint8_hwc(self.apply_pil(img))
+
+    def apply_into(self, img, params, dst):
+        """``dst[...] = self.apply(img).transpose(2, 0, 1)``, faster."""
+        resize_crop_into(img, self.geometry(*image_size(img)), dst)
 
     def __call__(self, img):
         return self.apply(img)
