@@ -54,6 +54,15 @@ def load_frame(path):
     return img
 
 
+@names_the_file(frame_cause)
+def read_frame(path):
+    """The frame as the resize kernel reads it: ``datasets.jpeg``'s RGBX view (valid until
+    the next decode in this thread) where that decoder takes the file, else ``load_frame``'s
+    image; a frame that cannot be read raises ``UnreadableFile`` as ``load_frame`` does."""
+    img = jpeg.decode_rgbx(path)
+    return load_frame(path) if img is None else img
+
+
 class SampleRecipe:
     """One video's sample, in training (``train=True``: random) or evaluation mode.
 
@@ -85,9 +94,7 @@ class SampleRecipe:
         out = None
         for index, ((i, j), *repeats) in places.items():
             path = frame_file(frames_dir, index)
-            img = jpeg.decode_rgbx(path)  # valid until the next decode: used right away
-            if img is None:
-                img = load_frame(path)
+            img = read_frame(path)  # valid until the next decode: used right away
             if out is None:
                 x1, y1, x2, y2 = self.spatial.geometry(*resample.image_size(img), params).window
                 out = np.empty((self.seq_len, 3, self.snippet_duration, y2 - y1, x2 - x1), np.uint8)
