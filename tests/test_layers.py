@@ -81,8 +81,20 @@ def test_conv2d_channels_last_equals_pytorch_with_gradients():
         _assert_close(dw.numpy(), wt.grad.numpy())
 
 
-def test_onednn_kernel_is_built_on_the_cpu():
-    assert jt.flags.use_cuda or onednn_ops() is not None
+def test_cpu_convolutions_run_on_the_onednn_kernels(monkeypatch):
+    """On the CPU (forced here, so a machine with a GPU checks it too) the oneDNN ops are
+    built, and Conv3d and Conv2d with a spatial kernel call them: the tests above would pass
+    on the portable fallbacks too."""
+    import models.layers as layers
+    calls = []
+    real = layers.conv3d_ndhwc
+    monkeypatch.setattr(layers, "conv3d_ndhwc", lambda *a: calls.append(a) or real(*a))
+    with jt.flag_scope(use_cuda=0):
+        assert onednn_ops() is not None
+        y3 = Conv3d(4, 8, 3, 1, 1)(jt.array(np.ones((1, 3, 5, 5, 4), np.float32)))
+        y2 = layers.Conv2d(4, 8, 3, 1, 1)(jt.array(np.ones((1, 5, 5, 4), np.float32)))
+        assert y3.shape == [1, 3, 5, 5, 8] and y2.shape == [1, 5, 5, 8]
+    assert len(calls) == 2
 
 
 @pytest.mark.parametrize("ties", [False, True])
