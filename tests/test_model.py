@@ -152,3 +152,5 @@ def test_adam_follows_pytorch_for_several_steps():
     fresh.load_state_dict(topt.state_dict() | {"state": {0: {
         k: (v.numpy() if torch.is_tensor(v) else v) for k, v in topt.state_dict()["state"][0].items()}}})
     assert fresh.steps == [5]
+    for mine, theirs in ((fresh.exp_avg[0], "exp_avg"), (fresh.exp_avg_sq[0], "exp_avg_sq")):
+        np.testing.assert_array_equal(mine.numpy(), topt.state_dict()["state"][0][theirs].numpy())
