@@ -16,7 +16,7 @@ import os
 import sys
 import time
 
-from opts import parse_opts
+from opts import build_parser, finalize_opts, set_classes
 
 
 def missing_dataset_message(opt):
@@ -38,25 +38,38 @@ def resolve_resume(path):
     return path
 
 
+def class_problem(train_set, opt):
+    """Why the annotation's classes cannot train this model, or None."""
+    if len(train_set.classes) != opt.n_classes:
+        return (f"{opt.annotation_path} has {len(train_set.classes)} classes, --n_classes "
+                f"says {opt.n_classes}")
+    if opt.loss_func == "pcce_ve8" and not train_set.classes.has_polarity:
+        return (f"{opt.annotation_path} does not say which classes are positive, which the "
+                f"PCCE loss needs; train with --loss_func ce")
+    return None
+
+
 def main(argv=None):
-    opt = parse_opts(argv)
+    args = build_parser().parse_args(argv)
+    opt = finalize_opts(args)
     if not os.path.exists(opt.annotation_path):
         print(missing_dataset_message(opt), file=sys.stderr)
         return 2
 
+    from core import entry
+    entry.choose_device(opt.no_cuda)
     from core.jittor_setup import jt
     from core import distributed
-    from core.checkpoint import (load_pretrained_audio, load_pretrained_visual,
-                                 load_weights, read_checkpoint_file)
-    from core.dataset import get_training_set, get_validation_set, make_loader
+    from core.checkpoint import load_weights, read_checkpoint_file
     from core.evaluate import evaluate
     from core.experiment import Experiment, ExperimentExistsError
     from core.loss import get_loss
     from core.optimizer import Adam
     from core.report import plot_curves
     from core.train import NonFiniteLossError, train_epoch
+    from datasets.factory import get_training_set, get_validation_set, make_loader
     from datasets.ve8 import DatasetError
-    from models.vaanet import generate_model
+    from model import checkpoint_meta, generate_model, load_pretrained_model
 
     main_rank = distributed.is_main_process()
     if distributed.world_size() > 1 and opt.batch_size % distributed.world_size():
@@ -70,12 +83,14 @@ def main(argv=None):
     except DatasetError as e:
         print(f"main.py: the dataset under {opt.root_path} is not usable:\n{e}", file=sys.stderr)
         return 2
+    problem = class_problem(train_set, opt)
+    if problem:
+        print(f"main.py: the dataset under {opt.root_path} is not usable: {problem}",
+              file=sys.stderr)
+        return 2
+    set_classes(opt, train_set.classes)  # the annotation's classes, for the loss and the checkpoint
 
-    model = generate_model(opt)
-    if opt.resnet101_pretrained:
-        load_pretrained_visual(model, opt.resnet101_pretrained)
-    if opt.audio_pretrained:
-        load_pretrained_audio(model, opt.audio_pretrained)
+    model = load_pretrained_model(generate_model(opt), opt)
     criterion = get_loss(opt)
     optimizer = Adam([p for p in model.parameters() if p.requires_grad],
                      lr=opt.learning_rate, weight_decay=opt.weight_decay)
@@ -91,7 +106,8 @@ def main(argv=None):
         begin_epoch = int(meta.get("epoch", begin_epoch))  # the release stores epoch + 1
         best_acc = float(meta.get("best_acc", 0.0))
         if main_rank:
-            print(f"resumed from {resume_file}: continuing at epoch {begin_epoch}")
+            print(f"resumed from {resume_file}, saved after epoch {begin_epoch - 1}: "
+                  f"continuing at epoch {begin_epoch}")
     # Every rank starts from rank 0's weights (frozen ones and buffers included).
     distributed.broadcast_model(model)
 
@@ -101,9 +117,8 @@ def main(argv=None):
         folder = opt.resume_path
     experiment = None
     if main_rank:
-        opts_dict = {k: v for k, v in vars(opt).items()}
         try:
-            experiment = Experiment(folder, opts_dict, resume=bool(opt.resume_path))
+            experiment = Experiment(folder, vars(opt), resume=bool(opt.resume_path))
         except ExperimentExistsError as e:
             print(f"main.py: {e}", file=sys.stderr)
             return 2
@@ -132,8 +147,8 @@ def main(argv=None):
                             "acc": tr["acc"], "time": tr["time"], "lr": opt.learning_rate})
             experiment.log({"epoch": epoch, "split": "val", "loss": val.loss,
                             "acc": val.accuracy})
-            meta = {"epoch": epoch + 1, "best_acc": best_acc, "val_acc": val.accuracy,
-                    "opts": opts_dict, "labels": list(val_set.labels)}
+            meta = checkpoint_meta(epoch, args, train_set.classes, best_acc=best_acc,
+                                   val_acc=val.accuracy)
             last_saved = experiment.save(epoch, model, optimizer, meta, best=best)
             plot_curves(experiment.metrics_path, os.path.join(folder, "curves.png"))
             print(f"epoch {epoch}/{opt.n_epochs} {tr['time']:.0f}s  train loss {tr['loss']:.4f} "

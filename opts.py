@@ -1,75 +1,86 @@
-"""Command-line options, with the release's flag names and defaults (SPEC section 4).
+"""Command-line options, with the release's flag names and defaults.
+
+    python opts.py --dataset ek6 --root_path data_ek6      # prints the options it would use
 
 ``parse_opts(argv=None)`` parses ``argv`` when given (a list of strings), else
-``sys.argv[1:]``, and returns an ``argparse.Namespace``. After parsing:
+``sys.argv[1:]``, and returns an ``argparse.Namespace``; it is
+``finalize_opts(build_parser().parse_args(argv))``. The parsed options, before
+``finalize_opts``, are what a checkpoint stores (``model.py``), so that a checkpoint can be
+evaluated against another ``--root_path``. ``finalize_opts`` returns a new Namespace in which:
 
-- ``--dataset ek6`` switches the defaults of ``--video_path``, ``--audio_path``,
-  ``--annotation_path`` and ``--n_classes`` to the Ekman-6 ones (``Ekman6--imgs``,
-  ``Ekman6--mp3``, ``ek6_01.json``, 6); values given explicitly are kept.
+- ``--dataset`` fills the defaults of ``--video_path``, ``--audio_path``,
+  ``--annotation_path`` and ``--n_classes`` from the dataset table
+  (``datasets/catalog.py``); values given explicitly are kept;
 - ``video_path``, ``audio_path``, ``annotation_path`` and ``audio_cache`` that are
-  relative are resolved against ``--root_path``; absolute ones are kept.
-- ``audio_cache`` is ``None`` when disabled (``--no_audio_cache`` or ``--audio_cache ''``).
+  relative are joined to ``--root_path``; absolute ones are kept;
+- ``audio_cache`` is ``None`` when disabled (``--no_audio_cache`` or ``--audio_cache ''``);
+- ``class_names`` and ``positive_classes`` are the table's classes of the dataset (None
+  for a dataset it does not know); main.py and test.py replace them with those of the
+  annotation or the checkpoint.
 
-This module does not import Jittor (``--no_cuda`` is read from ``sys.argv`` by
-``core.jittor_setup`` before Jittor starts).
+The flags come in three groups, so that another script can take one group with the same
+names, help and defaults: ``add_model_options`` (what defines the network and its
+samples; ``model.py`` reads the release's defaults from it), ``add_data_options`` and
+``add_training_options``. This module does not import Jittor.
 """
 import argparse
 import os
 
-DATASET_DEFAULTS = {
-    "ve8": {
-        "video_path": "VideoEmotion8--imgs",
-        "audio_path": "VideoEmotion8--mp3",
-        "annotation_path": "ve8_01.json",
-        "n_classes": 8,
-    },
-    "ek6": {
-        "video_path": "Ekman6--imgs",
-        "audio_path": "Ekman6--mp3",
-        "annotation_path": "ek6_01.json",
-        "n_classes": 6,
-    },
-}
+from datasets.catalog import DATASETS, classes_of_dataset
 
 DEFAULT_AUDIO_CACHE = "mfcc_cache"
+
+#: The options naming a place in the prepared dataset, relative to --root_path unless absolute.
+DATASET_PATHS = ("video_path", "audio_path", "annotation_path", "audio_cache")
 
 
 def _default_threads():
     return max(1, min(4, os.cpu_count() or 1))
 
 
-def build_parser():
-    p = argparse.ArgumentParser(description="VAANet (Jittor port): visual-audio attention network "
-                                            "for video emotion recognition")
+def _each(attr):
+    return " / ".join(getattr(f, attr) for f in DATASETS.values())
+
+
+def add_model_options(p):
+    """The dataset (its classes) and the options that shape the network and its input."""
     a = p.add_argument
-    # data
-    a("--dataset", default="ve8", choices=sorted(DATASET_DEFAULTS),
-      help="dataset name: ve8 (VideoEmotion-8) or ek6 (Ekman-6); switches the path defaults")
-    a("--root_path", default="data", help="root folder of the prepared dataset")
-    a("--video_path", default=None,
-      help="frame folder, relative to root_path (default VideoEmotion8--imgs / Ekman6--imgs)")
-    a("--audio_path", default=None,
-      help="mp3 folder, relative to root_path (default VideoEmotion8--mp3 / Ekman6--mp3)")
-    a("--annotation_path", default=None,
-      help="annotation json, relative to root_path (default ve8_01.json / ek6_01.json)")
-    a("--audio_cache", default=DEFAULT_AUDIO_CACHE,
-      help="folder of the on-disk MFCC cache, relative to root_path; '' disables it")
-    a("--no_audio_cache", action="store_true", help="do not cache MFCC features on disk")
-    a("--result_path", default="results", help="folder for checkpoints and logs")
-    a("--expr_name", default="", help="experiment name (a sub-folder of result_path when given)")
-    a("--n_classes", type=int, default=None, help="number of classes (default 8 for ve8, 6 for ek6)")
-    # sample
+    a("--dataset", default="ve8", choices=sorted(DATASETS),
+      help="dataset: " + ", ".join(f"{k} ({f.title})" for k, f in DATASETS.items())
+           + "; sets the classes and the default paths")
+    a("--n_classes", type=int, default=None,
+      help="number of classes (default: the dataset's, " + " / ".join(
+          str(len(f.classes)) for f in DATASETS.values()) + ")")
     a("--fps", type=int, default=30, help="frame rate to sample at; every 30//fps-th frame is used")
     a("--snippet_duration", type=int, default=16, help="frames per snippet")
     a("--sample_size", type=int, default=112, help="height and width of the frames fed to the model")
     a("--seq_len", type=int, default=12, help="number of snippets (temporal segments) per video")
     a("--audio_embed_size", type=int, default=256, help="size of the audio embedding")
     a("--audio_n_segments", type=int, default=16, help="number of audio segments")
-    # model
     a("--resnet_depth", type=int, default=101, help="depth of the 3D ResNet visual backbone")
+
+
+def add_data_options(p):
+    a = p.add_argument
+    a("--root_path", default="data", help="root folder of the prepared dataset")
+    a("--video_path", default=None,
+      help=f"frame folder, relative to root_path (default {_each('frames_folder')})")
+    a("--audio_path", default=None,
+      help=f"mp3 folder, relative to root_path (default {_each('audio_folder')})")
+    a("--annotation_path", default=None,
+      help="annotation json, relative to root_path (default "
+           + " / ".join(f.annotation_file(1) for f in DATASETS.values()) + ")")
+    a("--audio_cache", default=DEFAULT_AUDIO_CACHE,
+      help="folder of the on-disk MFCC cache, relative to root_path; '' disables it")
+    a("--no_audio_cache", action="store_true", help="do not cache MFCC features on disk")
+    a("--result_path", default="results", help="folder for checkpoints and logs")
+    a("--expr_name", default="", help="experiment name (a sub-folder of result_path when given)")
+
+
+def add_training_options(p):
+    a = p.add_argument
     a("--resnet101_pretrained", default="", help="path of pretrained 3D ResNet-101 weights ('' for none)")
     a("--audio_pretrained", default="", help="path of pretrained audio-stream weights ('' for none)")
-    # training
     a("--loss_func", default="pcce_ve8", choices=["pcce_ve8", "ce"],
       help="loss: pcce_ve8 (polarity-consistent cross-entropy) or ce (plain cross-entropy)")
     a("--lambda_0", type=float, default=0.5, help="PCCE extra weight for polarity-inconsistent predictions")
@@ -83,7 +94,23 @@ def build_parser():
     a("--n_threads", type=int, default=_default_threads(), help="number of data-loading worker processes")
     a("--manual_seed", type=int, default=1, help="random seed (sampling, augmentation, shuffling, init)")
     a("--no_cuda", action="store_true", help="run on the CPU even when a GPU is available")
+
+
+def build_parser():
+    p = argparse.ArgumentParser(description="VAANet (Jittor port): visual-audio attention network "
+                                            "for video emotion recognition")
+    add_data_options(p)
+    add_model_options(p)
+    add_training_options(p)
     return p
+
+
+def defaults_of(*groups):
+    """``{option: default}`` of the options that ``groups`` (``add_*_options``) declare."""
+    p = argparse.ArgumentParser(add_help=False)
+    for add in groups:
+        add(p)
+    return vars(p.parse_args([]))
 
 
 def _resolve(root, path):
@@ -92,25 +119,37 @@ def _resolve(root, path):
     return os.path.join(root, path)
 
 
-def finalize_opts(opt):
-    """Fill dataset-dependent defaults and resolve paths against root_path (in place)."""
-    defaults = DATASET_DEFAULTS[opt.dataset]
-    for key in ("video_path", "audio_path", "annotation_path", "n_classes"):
-        if getattr(opt, key) is None:
-            setattr(opt, key, defaults[key])
-    for key in ("video_path", "audio_path", "annotation_path"):
-        setattr(opt, key, _resolve(opt.root_path, getattr(opt, key)))
+def finalize_opts(args):
+    """A new Namespace: ``args`` with the dataset's defaults filled in and paths joined to
+    root_path (see the module docstring); ``args`` itself is left as parsed."""
+    opt = argparse.Namespace(**vars(args))
+    facts = DATASETS.get(opt.dataset)
+    if facts is not None:
+        for key, value in (("video_path", facts.frames_folder), ("audio_path", facts.audio_folder),
+                           ("annotation_path", facts.annotation_file(1))):
+            if getattr(opt, key) is None:
+                setattr(opt, key, value)
+    if opt.n_classes is None:
+        opt.n_classes = len(classes_of_dataset(opt.dataset))
     if opt.no_audio_cache or not opt.audio_cache:
         opt.audio_cache = None
-    else:
-        opt.audio_cache = _resolve(opt.root_path, opt.audio_cache)
+    for key in DATASET_PATHS:
+        setattr(opt, key, _resolve(opt.root_path, getattr(opt, key)))
+    set_classes(opt, classes_of_dataset(opt.dataset, opt.n_classes))
+    return opt
+
+
+def set_classes(opt, classes):
+    """Put a ``datasets.catalog.Classes`` on ``opt`` as plain lists (``class_names``,
+    ``positive_classes``), the form the loss and the report read."""
+    opt.class_names = list(classes.names)
+    opt.positive_classes = None if classes.positive is None else list(classes.positive)
     return opt
 
 
 def parse_opts(argv=None):
     """Parse ``argv`` (list of strings; ``None`` means ``sys.argv[1:]``) into a Namespace."""
-    opt = build_parser().parse_args(argv)
-    return finalize_opts(opt)
+    return finalize_opts(build_parser().parse_args(argv))
 
 
 if __name__ == "__main__":

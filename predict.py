@@ -7,9 +7,9 @@ Usage (from the repository root)::
     python predict.py clip.mp4 --checkpoint results/demo/save_10.npz --report clip_attention.png
     python predict.py clip.mp4 --checkpoint vaanet_ve8.pth            # release file, release config
 
-The video's frames and sound are extracted with ffmpeg (``tools/media.py``, the same
+The video's frames and sound are extracted with ffmpeg (``datasets/media.py``, the same
 commands as the dataset preparation) into a temporary folder that is removed afterwards.
-The sample is built exactly as the evaluation set builds one: frame indices
+The sample is the evaluation set's (``datasets/sample.py``, the same code): frame indices
 ``range(1, n_frames + 1, 30 // fps)`` over the frames actually extracted (also for a video
 shorter than 16 frames, which the dataset tools would leave out), centre TSN snippets
 (loop-padded when the video is too short), the ``val`` spatial transform, and the MFCC
@@ -21,9 +21,10 @@ probability mass of the positive classes), and the temporal attention (gamma) of
 snippet with the time range of its frames in the video. ``--json`` prints the same as one
 JSON document; ``--report PNG`` draws the middle frame of every snippet with its weight.
 
-Model configuration: from the checkpoint's ``meta["opts"]`` (this project's .npz), else
-from the flags (release defaults: ResNet-101, 12 x 16 frames, 112 x 112, VE-8); flags
-given explicitly always win. A missing or unreadable video or checkpoint gives one line on
+Model configuration and classes: from the checkpoint (this project's .npz stores the
+options it was trained with, its class names and their polarity; ``model.py``), else from
+the flags (release defaults: ResNet-101, 12 x 16 frames, 112 x 112, VE-8); flags given
+explicitly always win. A missing or unreadable video or checkpoint gives one line on
 stderr and exit status 2.
 """
 import argparse
@@ -31,13 +32,6 @@ import json
 import os
 import sys
 import tempfile
-import warnings
-
-# librosa (imported after Jittor) makes NumPy warn about subnormals: harmless noise.
-warnings.filterwarnings("ignore", message="The value of the smallest subnormal")
-
-CONFIG_FLAGS = ("dataset", "n_classes", "resnet_depth", "seq_len", "snippet_duration",
-                "sample_size", "audio_embed_size", "audio_n_segments", "fps")
 
 
 class PredictError(Exception):
@@ -45,6 +39,8 @@ class PredictError(Exception):
 
 
 def build_parser():
+    from opts import add_model_options
+
     p = argparse.ArgumentParser(
         prog="predict.py",
         description="Predict the emotion of a video with a VAANet checkpoint (prints the top "
@@ -56,85 +52,65 @@ def build_parser():
     a("--json", action="store_true", help="print the result as JSON")
     a("--report", default=None, metavar="PNG",
       help="write a picture of the key frame of every snippet with its attention weight")
-    g = p.add_argument_group("model configuration (default: the checkpoint's training options, "
-                             "else the release's)")
-    g.add_argument("--dataset", choices=["ve8", "ek6"], default=None,
-                   help="class list and polarity (default ve8)")
-    g.add_argument("--n_classes", type=int, default=None, help="number of classes")
-    g.add_argument("--resnet_depth", type=int, default=None, help="3D ResNet depth (default 101)")
-    g.add_argument("--seq_len", type=int, default=None, help="snippets per video (default 12)")
-    g.add_argument("--snippet_duration", type=int, default=None, help="frames per snippet (default 16)")
-    g.add_argument("--sample_size", type=int, default=None, help="frame size (default 112)")
-    g.add_argument("--audio_embed_size", type=int, default=None, help="audio embedding (default 256)")
-    g.add_argument("--audio_n_segments", type=int, default=None, help="audio segments (default 16)")
-    g.add_argument("--fps", type=int, default=None,
-                   help="sampling rate option of training: every 30//fps-th frame (default 30)")
+    add_model_options(p.add_argument_group(
+        "model configuration (default: the checkpoint's training options, else the release's)"))
     a("--ffmpeg", default=None, metavar="PATH",
       help="ffmpeg binary (default: $FFMPEG_BINARY, else imageio-ffmpeg's, else PATH)")
     a("--no_cuda", action="store_true", help="run on the CPU even when a GPU is available")
     return p
 
 
-# --------------------------------------------------------------------------------------
-# model
+def parse_args(argv=None):
+    """``(args, checkpoint dict)``: the checkpoint's options are the parser's defaults, so
+    that the flags given explicitly win. Checks the files first (PredictError)."""
+    from core.checkpoint import CheckpointError, read_checkpoint_file
+    from model import MODEL_OPTIONS, saved_options
 
-def load_model(checkpoint, args):
-    """``(model, config, class_names, meta)`` for ``checkpoint`` and the explicit flags."""
-    from core.checkpoint import CheckpointError, load_weights, read_checkpoint_file
-    from core.evaluate import (RELEASE_CONFIG, build_model, checkpoint_opts, class_names_for,
-                               describe_config, merge_config)
-
-    if not os.path.isfile(checkpoint):
-        raise PredictError(f"checkpoint not found: {checkpoint}")
+    parser = build_parser()
+    first = parser.parse_args(argv)
+    check_files(first)
     try:
-        ckpt = read_checkpoint_file(checkpoint)
+        ckpt = read_checkpoint_file(first.checkpoint)
     except (CheckpointError, OSError) as e:
-        raise PredictError(f"cannot read checkpoint {checkpoint}: {e}")
-    meta = ckpt.get("meta") or {}
-    explicit = {k: getattr(args, k) for k in CONFIG_FLAGS if getattr(args, k) is not None}
-    config = merge_config(RELEASE_CONFIG, checkpoint_opts(meta), explicit)
-    model = build_model(config)
-    try:
-        load_weights(model, ckpt["state_dict"])
-    except CheckpointError as e:
-        msg = str(e)
-        raise PredictError(f"checkpoint {checkpoint} does not fit the model "
-                           f"({describe_config(config)}); pass the flags it was trained with: "
-                           f"{msg[:300]}{' ...' if len(msg) > 300 else ''}")
-    return model.eval(), config, class_names_for(config, meta), meta
+        raise PredictError(f"cannot read checkpoint {first.checkpoint}: {e}")
+    parser.set_defaults(**saved_options(ckpt.get("meta"), MODEL_OPTIONS))
+    return parser.parse_args(argv), ckpt
+
+
+def check_files(args):
+    video = args.video
+    if not os.path.exists(video):
+        raise PredictError(f"no such file: {video}")
+    if not os.path.isfile(video):
+        raise PredictError(f"not a file: {video}")
+    if not os.access(video, os.R_OK):
+        raise PredictError(f"cannot read {video}: permission denied")
+    if not os.path.isfile(args.checkpoint):
+        raise PredictError(f"checkpoint not found: {args.checkpoint}")
+    if args.top < 1:
+        raise PredictError("--top must be at least 1")
 
 
 # --------------------------------------------------------------------------------------
-# sample (the evaluation set's recipe: datasets/ve8.py VE8Dataset with train=False)
+# model and sample
 
-def frame_indices(n_frames, fps=30):
-    """``range(1, n_frames + 1, 30 // fps)`` as the dataset builds it."""
-    return list(range(1, n_frames + 1, max(1, 30 // fps)))
+def load_model(ckpt, args):
+    """``(model, config, classes)`` for the checkpoint and the options."""
+    from core.checkpoint import CheckpointError
+    from datasets.catalog import classes_of_record
+    from model import model_config, model_from_state_dict
 
-
-def build_visual(frames_dir, indices, config):
-    """``(visual uint8 [S, 3, T, H, W], snippets)``: centre TSN + the ``val`` transform."""
-    import numpy as np
-    from datasets.ve8 import frame_file, load_frame
-    from transforms.spatial import EvalSpatialTransform
-    from transforms.temporal import TSN
-
-    s, t, size = config["seq_len"], config["snippet_duration"], config["sample_size"]
-    snippets = TSN(s, t, center=True)(indices)
-    spatial = EvalSpatialTransform(size)
-    out = np.empty((s, t, size, size, 3), dtype=np.uint8)
-    decoded = {}
-    for i, snippet in enumerate(snippets):
-        for j, idx in enumerate(snippet):
-            if idx not in decoded:
-                decoded[idx] = spatial.apply(load_frame(frame_file(frames_dir, idx)))
-            out[i, j] = decoded[idx]
-    return np.ascontiguousarray(out.transpose(0, 4, 1, 2, 3)), snippets
+    config = model_config(args)
+    try:
+        model = model_from_state_dict(ckpt["state_dict"], config)
+    except CheckpointError as e:
+        raise PredictError(f"checkpoint {args.checkpoint}: {e}")
+    return model, config, classes_of_record(ckpt.get("meta"), config["dataset"], config["n_classes"])
 
 
 def extract(video, workdir, ffmpeg=None):
     """Frames and mp3 of ``video`` under ``workdir``; returns a dict describing them."""
-    from tools.media import MediaError, extract_audio, extract_frames, list_frame_indices, probe
+    from datasets.media import MediaError, extract_audio, extract_frames, list_frame_indices, probe
 
     try:
         info = probe(video, ffmpeg)
@@ -154,12 +130,19 @@ def extract(video, workdir, ffmpeg=None):
             "has_sound": bool(had_sound), "info": info}
 
 
-def audio_features(mp3):
-    from datasets.audio import mfcc_features
+def sample_of(extracted, config):
+    """``(visual, audio, snippets)``: the evaluation sample of the extracted video."""
+    from datasets.sample import SampleRecipe, frame_indices
+
+    recipe = SampleRecipe(config["seq_len"], config["snippet_duration"], config["sample_size"],
+                          train=False)
+    indices = frame_indices(extracted["n_frames"], config["fps"])
+    visual, snippets = recipe.visual(extracted["frames_dir"], indices)
     try:
-        return mfcc_features(mp3)
+        audio = recipe.audio_features(extracted["mp3"])
     except ValueError as e:
         raise PredictError(f"no usable audio in the extracted sound track: {e}")
+    return visual, audio, snippets
 
 
 # --------------------------------------------------------------------------------------
@@ -178,28 +161,16 @@ def run_model(model, visual, audio):
     return softmax(logits)[0], logits[0], gamma[0]
 
 
-def polarity_of(config, class_names):
-    """Boolean positive-class mask, or None when the dataset has no polarity table."""
-    import numpy as np
-    from core.evaluate import DEFAULT_CLASS_NAMES
-    from core.loss import POSITIVE_CLASSES
-
-    positive = POSITIVE_CLASSES.get(config["dataset"])
-    if positive is None or len(class_names) != len(DEFAULT_CLASS_NAMES.get(config["dataset"], ())):
-        return None
-    mask = np.zeros(len(class_names), dtype=bool)
-    mask[list(positive)] = True
-    return mask
-
-
-def summarize(video, checkpoint, extracted, config, class_names, meta, probs, logits, gamma,
+def summarize(video, checkpoint, extracted, config, classes, meta, probs, logits, gamma,
               snippets, top):
+    from core.checkpoint import trained_epochs
     from core.evaluate import json_safe
     info = extracted["info"]
     vfps = info.fps or 30.0
     order = sorted(range(len(probs)), key=lambda i: (-float(probs[i]), i))
     top = max(1, min(int(top), len(probs)))
-    mask = polarity_of(config, class_names)
+    class_names = classes.names
+    mask = classes.positive_mask()
     best = order[0]
     total = float(sum(float(g) for g in gamma))
     snips = []
@@ -223,7 +194,7 @@ def summarize(video, checkpoint, extracted, config, class_names, meta, probs, lo
         "n_frames": int(extracted["n_frames"]),
         "has_sound": extracted["has_sound"],
         "checkpoint": os.path.abspath(checkpoint),
-        "checkpoint_epoch": json_safe(meta.get("epoch")),
+        "checkpoint_epoch": trained_epochs(meta),
         "config": {k: json_safe(v) for k, v in config.items()},
         "prediction": {"class": class_names[best], "index": int(best), "prob": float(probs[best])},
         "top": [{"class": class_names[i], "index": int(i), "prob": float(probs[i])}
@@ -231,7 +202,7 @@ def summarize(video, checkpoint, extracted, config, class_names, meta, probs, lo
         "probabilities": {class_names[i]: float(p) for i, p in enumerate(probs)},
         "logits": [float(x) for x in logits],
         "polarity": {
-            "label": None if mask is None else ("positive" if mask[best] else "negative"),
+            "label": classes.polarity_of(best),
             "positive_prob": pos_prob,
             "negative_prob": None if pos_prob is None else float(1.0 - pos_prob),
         },
@@ -268,7 +239,8 @@ def format_text(s):
 
 def load_key_frames(frames_dir, summary, height=120):
     from PIL import Image
-    from datasets.ve8 import frame_file, load_frame
+    from datasets.media import frame_file
+    from datasets.sample import load_frame
     out = []
     for sn in summary["snippets"]:
         img = load_frame(frame_file(frames_dir, sn["key_frame"]))
@@ -277,82 +249,32 @@ def load_key_frames(frames_dir, summary, height=120):
     return out
 
 
-def draw_report(path, summary, key_frames):
-    """Key frame of every snippet with its attention weight, and a bar chart of gamma."""
-    from matplotlib.figure import Figure
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-
-    n = len(key_frames)
-    cols = min(n, 6)
-    rows = (n + cols - 1) // cols
-    fig = Figure(figsize=(2.4 * cols + 0.4, 2.2 * rows + 2.4), dpi=100)
-    FigureCanvasAgg(fig)
-    gs = fig.add_gridspec(rows + 1, cols, height_ratios=[1.0] * rows + [0.9])
-    wmax = max([sn["weight"] for sn in summary["snippets"]] + [1e-12])
-    for k, (img, sn) in enumerate(zip(key_frames, summary["snippets"])):
-        ax = fig.add_subplot(gs[k // cols, k % cols])
-        ax.imshow(img)
-        ax.set_xticks([])
-        ax.set_yticks([])
-        strength = sn["weight"] / wmax
-        for spine in ax.spines.values():
-            spine.set_edgecolor((0.85, 0.1, 0.1, 0.25 + 0.75 * strength))
-            spine.set_linewidth(1 + 4 * strength)
-        ax.set_title(f"#{sn['index']} {sn['start_s']:.1f}-{sn['end_s']:.1f} s\n"
-                     f"frame {sn['key_frame']}  w={sn['weight']:.2f}", fontsize=8)
-    ax = fig.add_subplot(gs[rows, :])
-    idx = [sn["index"] for sn in summary["snippets"]]
-    ax.bar(idx, [sn["weight"] for sn in summary["snippets"]], color="tab:red", alpha=0.7)
-    ax.set_xticks(idx)
-    ax.set_xlabel("snippet")
-    ax.set_ylabel("attention weight")
-    top = ", ".join(f"{t['class']} {t['prob']:.2f}" for t in summary["top"])
-    pol = summary["polarity"]["label"]
-    fig.suptitle(f"{os.path.basename(summary['video'])}: {top}"
-                 + (f"  ({pol})" if pol else ""), fontsize=10)
-    fig.tight_layout()
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fig.canvas.print_png(path)
-    return path
-
-
 # --------------------------------------------------------------------------------------
 
-def predict(args):
-    video = args.video
-    if not os.path.exists(video):
-        raise PredictError(f"no such file: {video}")
-    if not os.path.isfile(video):
-        raise PredictError(f"not a file: {video}")
-    if not os.access(video, os.R_OK):
-        raise PredictError(f"cannot read {video}: permission denied")
-    if not os.path.isfile(args.checkpoint):
-        raise PredictError(f"checkpoint not found: {args.checkpoint}")
-    if args.top < 1:
-        raise PredictError("--top must be at least 1")
+def predict(args, ckpt):
+    from core import entry
+    entry.choose_device(args.no_cuda)
     from core.jittor_setup import jt  # noqa: F401  (configures Jittor first)
-    model, config, class_names, meta = load_model(args.checkpoint, args)
+    model, config, classes = load_model(ckpt, args)
     with tempfile.TemporaryDirectory(prefix="vaanet-predict-") as work:
-        ex = extract(video, work, args.ffmpeg)
-        indices = frame_indices(ex["n_frames"], config["fps"])
-        visual, snippets = build_visual(ex["frames_dir"], indices, config)
-        audio = audio_features(ex["mp3"])
+        ex = extract(args.video, work, args.ffmpeg)
+        visual, audio, snippets = sample_of(ex, config)
         probs, logits, gamma = run_model(model, visual, audio)
-        summary = summarize(video, args.checkpoint, ex, config, class_names, meta, probs,
-                            logits, gamma, snippets, args.top)
+        summary = summarize(args.video, args.checkpoint, ex, config, classes, ckpt.get("meta") or {},
+                            probs, logits, gamma, snippets, args.top)
         if args.report:
             key_frames = load_key_frames(ex["frames_dir"], summary)
     if args.report:
-        draw_report(args.report, summary, key_frames)
+        from core.report import plot_attention
+        plot_attention(args.report, summary, key_frames)
         summary["report"] = os.path.abspath(args.report)
     return summary
 
 
 def main(argv=None):
-    args = build_parser().parse_args(argv)
     try:
-        summary = predict(args)
+        args, ckpt = parse_args(argv)
+        summary = predict(args, ckpt)
     except PredictError as e:
         print("predict.py: error: " + " ".join(str(e).split()), file=sys.stderr)
         return 2

@@ -40,12 +40,15 @@ from core.jittor_setup import jt  # noqa: E402,F401
 from jittor.dataset import Dataset  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from datasets.ve8 import VE8Dataset, item_rng  # noqa: E402
 from datasets.audio import mfcc_features  # noqa: E402
+from datasets.catalog import DATASETS  # noqa: E402
+from datasets.media import write_n_frames  # noqa: E402
+from datasets.ve8 import VE8Dataset, item_rng  # noqa: E402
 from transforms.temporal import TSN  # noqa: E402
 from transforms.spatial import TrainSpatialTransform, EvalSpatialTransform  # noqa: E402
 
-CLASSES = ["Anger", "Anticipation", "Disgust", "Fear", "Joy", "Sadness", "Surprise", "Trust"]
+VE8 = DATASETS["ve8"]
+CLASSES = VE8.classes.names
 
 
 def ffmpeg_exe():
@@ -72,19 +75,17 @@ def make_data(out, n_videos, seconds):
                             "-vf", f"noise=alls=12:allf=t,hue=H={k}*0.7", "-c:v", "libx264",
                             "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-c:a", "aac",
                             "-shortest", mp4], check=True)
-        fdir = os.path.join(root, "VideoEmotion8--imgs", cls, vid)
+        fdir = os.path.join(root, VE8.frames_folder, cls, vid)
         os.makedirs(fdir, exist_ok=True)
         subprocess.run([ff, "-v", "error", "-y", "-i", mp4, "-vf", "scale=-1:240",
                         os.path.join(fdir, "%06d.jpg")], check=True)
-        n = len([f for f in os.listdir(fdir) if f.endswith(".jpg")])
-        with open(os.path.join(fdir, "n_frames"), "w") as f:
-            f.write(str(n if n >= 16 else 0))
-        adir = os.path.join(root, "VideoEmotion8--mp3", cls)
+        write_n_frames(fdir)
+        adir = os.path.join(root, VE8.audio_folder, cls)
         os.makedirs(adir, exist_ok=True)
         subprocess.run([ff, "-v", "error", "-y", "-i", mp4, os.path.join(adir, vid + ".mp3")], check=True)
         db[vid] = {"subset": "training", "annotations": {"label": cls}}
-    with open(os.path.join(root, "ve8_01.json"), "w") as f:
-        json.dump({"labels": CLASSES, "database": db}, f)
+    with open(os.path.join(root, VE8.annotation_file(1)), "w") as f:
+        json.dump(dict(VE8.classes.to_json(), database=db), f)
     open(done, "w").close()
     return root
 
@@ -149,8 +150,8 @@ def check_values(root, n_check):
 
 
 def make_ours(root, cache, train=True):
-    return VE8Dataset(os.path.join(root, "VideoEmotion8--imgs"), os.path.join(root, "VideoEmotion8--mp3"),
-                      os.path.join(root, "ve8_01.json"), "training", train=train,
+    return VE8Dataset(os.path.join(root, VE8.frames_folder), os.path.join(root, VE8.audio_folder),
+                      os.path.join(root, VE8.annotation_file(1)), "training", train=train,
                       audio_cache=cache, seed=1, epoch=0)
 
 

@@ -19,12 +19,13 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
+from datasets.catalog import DATASETS  # noqa: E402
 from opts import parse_opts  # noqa: E402
 
 
 def make_dataset(out, per_class_train, per_class_test, seconds):
     raw, data = os.path.join(out, "raw"), os.path.join(out, "data")
-    if not os.path.exists(os.path.join(data, "ve8_01.json")):
+    if not os.path.exists(os.path.join(data, DATASETS["ve8"].annotation_file(1))):
         for cmd in (["tools/make_demo_dataset.py", "--dst", raw, "--per_class_train",
                      str(per_class_train), "--per_class_test", str(per_class_test),
                      "--seconds", str(seconds)],
@@ -47,11 +48,11 @@ def main():
     opt = parse_opts(["--root_path", data] + model_flags)
 
     from core.jittor_setup import jt
-    from core.dataset import get_training_set, make_loader
     from core.loss import get_loss
     from core.optimizer import Adam
     from core.train import train_epoch
-    from models.vaanet import generate_model
+    from datasets.factory import get_training_set, make_loader
+    from model import generate_model
 
     jt.set_global_seed(opt.manual_seed)
     train_set = make_loader(get_training_set(opt), opt, shuffle=True)

@@ -1,125 +1,123 @@
 #!/usr/bin/env bash
-# Parity tests and the full-size benchmark on a lent NVIDIA GPU machine (no network there).
+# The port on a lent GPU machine (benchmarks/GPU.md): install from the carried folder,
+# patch and compile Jittor for CUDA, run the layer, CUDA-branch, model and parity tests on
+# CUDA, benchmark the full config against PyTorch on the same GPU, train one demo epoch.
 #
-#   benchmarks/gpu_check.sh [WHEELS_DIR]        # default WHEELS_DIR: ./wheels
+#   benchmarks/gpu_wheels.sh             # here, once: fills .gpu/ (git-ignored), ~35 MB
+#   benchmarks/gpu_check.sh --dry-run    # here: every step but the CUDA calls, sizes checked
+#   benchmarks/gpu_check.sh              # there, from the repository root, .gpu carried
 #
-# NVCC_WHEEL (default nvidia-cuda-nvcc-cu12) names the nvcc wheel matching torch's CUDA.
-# WHEELS_DIR holds every wheel the project needs, CUDA builds of torch and the nvidia-*
-# libraries included (see benchmarks/GPU.md for the `pip download` line). The script:
-#   1. makes a fresh venv (.venv-gpu) and installs the project's requirements from the wheels;
-#   2. turns the nvidia-* wheels into a CUDA home Jittor can use (see cuda_home_from_wheels);
-#   3. runs the model and parity tests on CUDA;
-#   4. runs benchmarks/bench_model.py --compare --config full.
-# Output goes to $OUT (or ./gpu_out): logs and bench_full.json.
-# NOT YET RUN on a GPU (no GPU was lent to the task that wrote it); see benchmarks/GPU.md.
-set -euo pipefail
+# Logs go to $OUT (there: the folder that comes back; here: benchmarks/out/gpu), at most 8
+# files: gpu_check.log (the summary), machine.txt, compile.log, tests.log,
+# bench_full.txt, bench_full.json, epoch.log. Each step has a time budget and the whole
+# script a deadline (GPU_CHECK_SECONDS, default 450 s), so that it ends within 8 minutes
+# whatever fails; a failed step is logged and the next one still runs.
+set -uo pipefail
 
+DRY=0
+[ "${1:-}" = "--dry-run" ] && DRY=1
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
-WHEELS="$(cd "${1:-$ROOT/wheels}" && pwd)"
-OUT="${OUT:-$ROOT/gpu_out}"
-VENV="$ROOT/.venv-gpu"
-PY="$VENV/bin/python"
-mkdir -p "$OUT"
 cd "$ROOT"
+CARRY="${GPU_CARRY:-.gpu}"
+OUT="${OUT:-$ROOT/benchmarks/out/gpu}"
+mkdir -p "$OUT"
+LOG="$OUT/gpu_check.log"
+: > "$LOG"
+START=$(date +%s)
+DEADLINE="${GPU_CHECK_SECONDS:-450}"
+FAILED=0
 
-log() { echo "== $*" | tee -a "$OUT/gpu_check.log"; }
+log() { echo "== [$(( $(date +%s) - START )) s] $*" | tee -a "$LOG"; }
 
-nvidia-smi | tee "$OUT/nvidia-smi.txt" || { echo "no NVIDIA driver answers"; exit 1; }
-
-# 1. venv from the carried wheels only.
-if [ ! -x "$PY" ]; then
-    python3 -m venv "$VENV"
-fi
-"$PY" -m pip install --no-index --find-links "$WHEELS" --upgrade pip >/dev/null || true
-# torch is installed without the CPU pin of requirements-test.txt: the wheels folder holds
-# its CUDA build (same version), which brings the nvidia-* libraries as dependencies.
-grep -v '^torch' requirements-test.txt > "$OUT/requirements-gpu.txt"
-"$PY" -m pip install --no-index --find-links "$WHEELS" \
-    -r requirements.txt -r "$OUT/requirements-gpu.txt" torch "${NVCC_WHEEL:-nvidia-cuda-nvcc-cu12}" \
-    2>&1 | tail -3 | tee -a "$OUT/gpu_check.log"
-
-SITE="$("$PY" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
-NV="$SITE/nvidia"
-JT="$SITE/jittor"
-
-# 2. A CUDA home for Jittor out of the pip wheels.
-# Jittor takes CUDA_HOME as the folder above the *resolved* nvcc (compiler.check_cuda:
-# include/ and lib64/ next to bin/), so the nvcc wheel's folder becomes the CUDA home, and
-# the other wheels' headers and libraries are linked into it. Jittor's setup_cuda_lib
-# (compile_extern.py) looks for unversioned names (libcublas.so, libcudnn.so, ...) while
-# the wheels ship libX.so.N: link those. For nvcc >= 11 it also dlopens cuDNN 8's
-# sub-libraries (libcudnn_{ops,cnn}_{infer,train}.so); cuDNN 9 merged them into
-# libcudnn_ops.so.9 and libcudnn_cnn.so.9, so the old names point at those.
-cuda_home_from_wheels() {
-    local nvcc home
-    nvcc="$(find "$NV" -path '*/bin/nvcc' -type f | head -1)"
-    [ -n "$nvcc" ] || { echo "no bin/nvcc under $NV (wheel \$NVCC_WHEEL)" >&2; exit 1; }
-    home="$(dirname "$(dirname "$nvcc")")"
-    mkdir -p "$home/include" "$home/lib64"
-    local d f
-    for d in "$NV"/*/; do
-        [ "$d" = "$home/" ] && continue
-        if [ -d "$d/include" ]; then
-            for f in "$d"/include/*; do ln -sfn "$f" "$home/include/$(basename "$f")"; done
-        fi
-        if [ -d "$d/lib" ]; then
-            for f in "$d"/lib/lib*.so*; do
-                [ -e "$f" ] || continue
-                ln -sfn "$f" "$home/lib64/$(basename "$f")"
-                local base="${f##*/}"; base="${base%%.so*}.so"
-                [ -e "$home/lib64/$base" ] || ln -sfn "$f" "$home/lib64/$base"
-            done
-        fi
-    done
-    local cudnn_ops cudnn_cnn
-    cudnn_ops="$(ls "$home"/lib64/libcudnn_ops.so.9* | head -1)"
-    cudnn_cnn="$(ls "$home"/lib64/libcudnn_cnn.so.9* | head -1)"
-    ln -sfn "$cudnn_ops" "$home/lib64/libcudnn_ops_infer.so"
-    ln -sfn "$cudnn_ops" "$home/lib64/libcudnn_ops_train.so"
-    ln -sfn "$cudnn_cnn" "$home/lib64/libcudnn_cnn_infer.so"
-    ln -sfn "$cudnn_cnn" "$home/lib64/libcudnn_cnn_train.so"
-    echo "$home"
+# step NAME BUDGET LOGFILE COMMAND...: run COMMAND with a timeout of BUDGET seconds, or what
+# is left before the deadline, appending its output to LOGFILE.
+step() {
+    local name=$1 budget=$2 file=$3 rc left
+    shift 3
+    left=$(( DEADLINE - ($(date +%s) - START) ))
+    [ "$budget" -gt "$left" ] && budget=$left
+    if [ "$budget" -lt 15 ]; then
+        log "$name: SKIPPED, the deadline is near"; FAILED=1; return 1
+    fi
+    log "$name (at most $budget s): $*"
+    echo "== $name: $*" >> "$file"
+    timeout "$budget" "$@" >> "$file" 2>&1
+    rc=$?
+    case $rc in
+        0) log "$name: ok" ;;
+        124) log "$name: TIMED OUT after $budget s (see $(basename "$file"))"; FAILED=1 ;;
+        *) log "$name: FAILED, status $rc (see $(basename "$file")): $(grep -a -v '^\s*$' "$file" | tail -1 | cut -c1-200)"; FAILED=1 ;;
+    esac
+    return $rc
 }
-CUDA_HOME="$(cuda_home_from_wheels)"
-log "CUDA home from wheels: $CUDA_HOME ($("$CUDA_HOME/bin/nvcc" --version | tail -1))"
 
-# Jittor 1.3.11 compiles all of extern/cuda/cudnn; its RNN ops use the legacy RNN API that
-# cuDNN 9 removed (cudnnSetRNNDescriptor_v6, cudnnRNNForwardTraining, ...), and any
-# compile failure there is fatal. VAANet has no RNN: drop those sources from this venv's copy.
-rm -f "$JT"/extern/cuda/cudnn/ops/cudnn_rnn_* "$JT"/extern/cuda/cudnn/src/cudnn_rnn_descriptor.cc \
-      "$JT"/extern/cuda/cudnn/inc/cudnn_rnn_descriptor.h
+# -- what travels: the working tree (tracked and untracked files git does not ignore) and
+#    the carried folder, 64 MiB at most together
+tree_kb=$(git ls-files -z --cached --others --exclude-standard | xargs -0 du -ck 2>/dev/null | tail -1 | cut -f1)
+carry_kb=$(du -sk "$CARRY" 2>/dev/null | cut -f1)
+log "$(awk -v t="$tree_kb" -v c="${carry_kb:-0}" -v d="$CARRY" 'BEGIN { printf "travels: working tree %.1f MiB + %s %.1f MiB = %.1f MiB (limit 64 MiB)", t/1024, d, c/1024, (t+c)/1024 }')"
+if [ ! -d "$CARRY/wheels" ] || [ ! -f "$CARRY/demo/data/ve8_01.json" ]; then
+    log "no $CARRY/wheels or $CARRY/demo: run benchmarks/gpu_wheels.sh first"; exit 1
+fi
+[ $(( tree_kb + carry_kb )) -lt $(( 64 * 1024 )) ] || { log "over 64 MiB: it would not travel"; exit 1; }
 
-export nvcc_path="$CUDA_HOME/bin/nvcc"
-export use_cutlass=0          # Jittor would download cutlass
-export LD_LIBRARY_PATH="$CUDA_HOME/lib64${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
-unset VAANET_NO_CUDA
+# -- Jittor's environment: no oneDNN (the CPU's convolutions, not used on CUDA), no MPI or
+#    NCCL (one GPU), its info lines in the logs
+export use_mkl=0 use_mpi=0 use_nccl=0 log_silent=0 PYTHONUNBUFFERED=1
+# the demo config (Makefile), one epoch; results and MFCC cache outside what travels
+DEMO=(--root_path "$CARRY/demo/data" --expr_name gpu_demo --resnet_depth 10
+      --snippet_duration 8 --sample_size 64 --seq_len 4 --batch_size 8 --n_epochs 1
+      --learning_rate 1e-3 --manual_seed 1)
+TESTS=(tests/test_cuda_branches.py tests/test_layers.py tests/test_model.py tests/test_parity.py)
 
-log "Jittor on CUDA"
-"$PY" - <<'EOF' 2>&1 | tee -a "$OUT/gpu_check.log"
+if [ $DRY = 1 ]; then
+    PY="${PYTHON:-$ROOT/.venv/bin/python}"
+    SITE="$(mktemp -d)"
+    trap 'rm -rf "$SITE"' EXIT
+    log "dry run with $PY: the machine's steps are replaced by what can run here"
+    # the same install, for the machine's Python 3.12 on x86-64 Linux
+    step install 120 "$OUT/machine.txt" "$PY" -m pip install -q --no-index --no-deps \
+        --no-compile --target "$SITE" --only-binary=:all: --python-version 3.12 \
+        --implementation cp --platform manylinux_2_28_x86_64 --platform manylinux2014_x86_64 \
+        "$CARRY"/wheels/*.whl
+    # the patch set against the carried Jittor, for the CUDA found here (if any)
+    step patches 60 "$OUT/compile.log" env PYTHONPATH="$SITE" "$PY" -m core.jittor_cuda --check
+    step tests 120 "$OUT/tests.log" "$PY" -m pytest -q --collect-only -p no:cacheprovider "${TESTS[@]}"
+    step bench 60 "$OUT/bench_full.txt" "$PY" benchmarks/bench_model.py --help
+    step epoch 300 "$OUT/epoch.log" env use_mkl=1 "$PY" main.py "${DEMO[@]}" --no_cuda \
+        --result_path "$SITE/results" --audio_cache "$SITE/mfcc_cache"
+else
+    PY=python3
+    SITE=/tmp/vaanet_site
+    export cache_name=gpu_check
+    { nvidia-smi; "$PY" --version; command -v nvcc && nvcc --version | tail -2; nproc; free -g; } \
+        > "$OUT/machine.txt" 2>&1
+    step install 120 "$OUT/machine.txt" "$PY" -m pip install -q --no-index --no-deps \
+        --no-compile --target "$SITE" "$CARRY"/wheels/*.whl || exit 1
+    # the carried numpy 1.26 and Jittor ahead of the machine's numpy 2
+    export PYTHONPATH="$SITE:$ROOT"
+    "$PY" -c "import numpy, torch; print('numpy', numpy.__version__, 'torch', torch.__version__, torch.version.cuda)" \
+        >> "$OUT/machine.txt" 2>&1
+    # finds CUDA and cuDNN, patches Jittor, compiles its CUDA core, its externs and the
+    # vendor ops' kernels (benchmarks/cuda_compile.py)
+    step compile 180 "$OUT/compile.log" "$PY" benchmarks/cuda_compile.py
+    step smoke 60 "$OUT/compile.log" "$PY" -c "
 from core.jittor_setup import jt
 from jittor import nn
-assert jt.flags.use_cuda == 1, "Jittor did not turn CUDA on"
-assert jt.compile_extern.cudnn is not None, "cuDNN not loaded"
-x, w = jt.randn(2, 8, 16, 16), jt.randn(4, 8, 3, 3)
-ref = nn.conv2d(x, w, padding=1).numpy()
-out = jt.cudnn.ops.cudnn_conv(x.transpose(0, 2, 3, 1), w, 1, 1, 1, 1, 1, 1, 1,
-                              "acdb", "oihw", "acdb").numpy().transpose(0, 3, 1, 2)
-print("cudnn NHWC conv vs nn.conv2d, max abs diff", abs(out - ref).max())
-assert abs(out - ref).max() < 1e-3
-# models.layers.Conv3d on CUDA: one cuDNN 3D convolution on NDHWC clips
-x3, w3 = jt.randn(2, 8, 5, 12, 12), jt.randn(4, 8, 3, 3, 3)
-ref3 = nn.conv3d(x3, w3, padding=1).numpy()
-out3 = jt.cudnn.ops.cudnn_conv3d(x3.transpose(0, 2, 3, 4, 1), w3, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
-                                 "ndhwc").numpy().transpose(0, 4, 1, 2, 3)
-print("cudnn NDHWC conv3d vs nn.conv3d, max abs diff", abs(out3 - ref3).max())
-assert abs(out3 - ref3).max() < 1e-3
-print("jittor", jt.__version__, "cuda ok")
-EOF
-
-log "model and parity tests on CUDA"
-"$PY" -m pytest -q -s tests/test_layers.py tests/test_model.py tests/test_parity.py 2>&1 | tee "$OUT/tests.log" | tail -20 \
-    || log "TESTS FAILED (see $OUT/tests.log); benchmarking anyway"
-
-log "benchmark, config full"
-"$PY" benchmarks/bench_model.py --compare --config full --runs 5 --warmup 2 \
-    --json "$OUT/bench_full.json" 2>&1 | tee "$OUT/bench_full.txt"
+from models.layers import Conv3d
+assert jt.flags.use_cuda == 1, 'Jittor did not turn CUDA on'
+assert jt.compile_extern.cudnn is not None, 'cuDNN not loaded'
+conv = Conv3d(8, 4, 3, 1, 1)
+x = jt.randn(2, 5, 12, 12, 8)
+ref = nn.conv3d(x.transpose(0, 4, 1, 2, 3), conv.weight, padding=1).transpose(0, 2, 3, 4, 1)
+err = float((conv(x) - ref).abs().max())
+print('Conv3d (cuDNN NDHWC) vs nn.conv3d: max abs diff', err)
+assert err < 1e-3"
+    step tests 170 "$OUT/tests.log" "$PY" -m pytest -q -p no:cacheprovider -rf "${TESTS[@]}"
+    step bench 170 "$OUT/bench_full.txt" "$PY" benchmarks/bench_model.py --compare \
+        --config full --runs 3 --warmup 1 --json "$OUT/bench_full.json"
+    step epoch 90 "$OUT/epoch.log" "$PY" main.py "${DEMO[@]}" --result_path /tmp/vaanet_results \
+        --audio_cache /tmp/vaanet_mfcc_cache
+fi
+log "done in $(( $(date +%s) - START )) s: $( [ $FAILED = 0 ] && echo 'every step passed' || echo 'SOME STEPS FAILED')"
+exit $FAILED

@@ -9,9 +9,10 @@ Reading
     ``load_weights(model, path, strict=True)`` loads a state dict into a model, checking
     keys and shapes (``module.`` prefixes from DataParallel are stripped).
 
-Pretrained backbones (PRETRAINED ADAPTERS section below)
-    ``load_pretrained_visual(model, path)``: Hara et al.'s Kinetics 3D ResNet -> ``resnet.*``
-    ``load_pretrained_audio(model, path)``: torchvision's ImageNet ResNet-18 -> ``a_resnet.*``
+Foreign key names
+    ``load_renamed(model, path, prefix_map, dropped, required)`` loads a file whose keys
+    differ from the model's by a prefix (the pretrained backbones; which prefixes is
+    ``model.py``'s business).
 
 Writing
     ``save_checkpoint(path, state_dict, optimizer=None, meta=None)`` writes an ``.npz``
@@ -36,9 +37,8 @@ from core.pth import CheckpointError, load_pth, sniff_format
 
 __all__ = [
     "CheckpointError", "WeightsMismatchError", "LoadReport",
-    "read_checkpoint_file", "load_weights", "load_state_dict_into",
-    "load_pretrained_visual", "load_pretrained_audio",
-    "save_checkpoint", "load_checkpoint", "flatten_tree", "unflatten_tree",
+    "read_checkpoint_file", "load_weights", "load_state_dict_into", "load_renamed",
+    "trained_epochs", "save_checkpoint", "load_checkpoint", "flatten_tree", "unflatten_tree",
 ]
 
 #: What load_weights and the adapters return.
@@ -212,71 +212,46 @@ def load_weights(model, path, strict=True):
 
 
 # --------------------------------------------------------------------------------------
-# PRETRAINED ADAPTERS: file key prefix -> model key prefix.
-# Block keys inside layer1..layer4 (conv1/bn1/conv2/bn2/conv3/bn3/downsample.0/.1) are
-# the same on both sides, so whole prefixes are renamed.
+# Foreign checkpoints whose keys are named differently
 
-#: Hara et al.'s 3D ResNet (Kinetics, ``module.``-prefixed, fc of 400 classes dropped).
-VISUAL_KEY_MAP = OrderedDict([
-    ("conv1.", "resnet.0."), ("bn1.", "resnet.1."),
-    ("layer1.", "resnet.4."), ("layer2.", "resnet.5."),
-    ("layer3.", "resnet.6."), ("layer4.", "resnet.7."),
-])
-VISUAL_DROPPED = ("fc.",)
-VISUAL_TARGET = "resnet."
+def load_renamed(model, path, prefix_map, dropped=(), required=None, what="weights"):
+    """Load a state dict whose key prefixes differ from the model's (a pretrained backbone).
 
-#: torchvision's ImageNet ResNet-18 (its conv1, 3 -> 64 channels, and fc are unused).
-AUDIO_KEY_MAP = OrderedDict([
-    ("bn1.", "a_resnet.1."),
-    ("layer1.", "a_resnet.4."), ("layer2.", "a_resnet.5."),
-    ("layer3.", "a_resnet.6."), ("layer4.", "a_resnet.7."),
-])
-AUDIO_DROPPED = ("conv1.", "fc.")
-AUDIO_TARGET = "a_resnet."
-AUDIO_NOT_PRETRAINED = ("a_resnet.0.",)  # the replaced first conv (1 -> 64, kernel (7, 1))
-
-
-def _load_pretrained(model, path, key_map, dropped, target, not_pretrained, what):
+    Every key of the file (``module.`` of DataParallel stripped) either starts with one of
+    ``dropped`` (not used) or with a key of ``prefix_map``, which is replaced by its value;
+    any other key is an error. Every model key in ``required`` must be filled with the
+    right shape (WeightsMismatchError lists every problem, and nothing is loaded); model
+    keys outside ``required`` are left as they are. Returns a LoadReport."""
     sd, where = _state_dict_from(path)
     if sd and all(k.startswith("module.") for k in sd):  # saved from DataParallel
         sd = OrderedDict((k[len("module."):], v) for k, v in sd.items())
     mapped, unknown = OrderedDict(), []
     for k, v in sd.items():
-        if k.startswith(dropped):
+        if k.startswith(tuple(dropped)):
             continue
-        for src, dst in key_map.items():
+        for src, dst in prefix_map.items():
             if k.startswith(src):
                 mapped[dst + k[len(src):]] = v
                 break
         else:
             unknown.append(k)
-    model_keys = list(model.state_dict())
-    required = [k for k in model_keys
-                if k.startswith(target) and not k.startswith(not_pretrained)]
     if unknown:
         raise WeightsMismatchError(
             "%s (%s): keys with no place in the model: %s"
             % (where, what, ", ".join("%s %s" % (k, _fmt_shape(_shape(sd[k])))
                                       for k in unknown)), unexpected=unknown)
-    # Only the backbone is checked: every one of its keys must be filled.
     return load_state_dict_into(model, mapped, strict=True,
                                 where="%s (%s)" % (where, what), check_keys=required)
 
 
-def load_pretrained_visual(model, path):
-    """Fill the model's 3D ResNet (``resnet.*``) from Hara et al.'s Kinetics checkpoint
-    (``module.conv1/bn1/layer1..4`` -> ``resnet.0/1/4..7``; ``fc`` dropped). Every
-    backbone key must be filled with the right shape, else WeightsMismatchError."""
-    return _load_pretrained(model, path, VISUAL_KEY_MAP, VISUAL_DROPPED, VISUAL_TARGET,
-                            (), "Kinetics 3D ResNet")
-
-
-def load_pretrained_audio(model, path):
-    """Fill the model's audio ResNet-18 (``a_resnet.*`` except the replaced first conv)
-    from torchvision's ImageNet ResNet-18 (``bn1`` -> ``a_resnet.1``, ``layer1..4`` ->
-    ``a_resnet.4..7``; ``conv1`` and ``fc`` unused)."""
-    return _load_pretrained(model, path, AUDIO_KEY_MAP, AUDIO_DROPPED, AUDIO_TARGET,
-                            AUDIO_NOT_PRETRAINED, "ImageNet ResNet-18")
+def trained_epochs(meta):
+    """The epoch a checkpoint was saved after, or None when it does not say. Its meta's
+    ``epoch`` is the next epoch to run, as the release stores it: save_3 holds 4."""
+    epoch = (meta or {}).get("epoch")
+    try:
+        return int(epoch) - 1
+    except (TypeError, ValueError):
+        return None
 
 
 # --------------------------------------------------------------------------------------

@@ -1,8 +1,9 @@
-"""The ``__main__`` of the command-line scripts (main.py, test.py).
+"""The ``__main__`` of the command-line scripts (main.py, test.py), and their choice of device.
 
 Kept free of Jittor, so that ``--help`` and early errors answer without starting it.
 """
 import os
+import sys
 
 # Set by Open MPI's and MPICH's launchers in every rank they start.
 _MPI_LAUNCHER_VARIABLES = ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_RANK")
@@ -20,3 +21,15 @@ def run(main):
         from core.distributed import run_entry_point
         return run_entry_point(main)
     return main()
+
+
+def choose_device(no_cuda):
+    """Honour ``--no_cuda`` as parsed (also from ``main(["--no_cuda"])`` in Python): before
+    Jittor starts through ``VAANET_NO_CUDA``, which ``core.jittor_setup`` reads; once it
+    runs (under mpirun, which starts it first) by switching Jittor to the CPU."""
+    if not no_cuda:
+        return
+    os.environ["VAANET_NO_CUDA"] = "1"
+    setup = sys.modules.get("core.jittor_setup")
+    if setup is not None:
+        setup.jt.flags.use_cuda = 0

@@ -1,4 +1,4 @@
-"""Evaluation of a VAANet model over a loader, and rebuilding a model from a checkpoint.
+"""Evaluation of a VAANet model over a loader.
 
     from core.evaluate import evaluate
     result = evaluate(model, val_loader, criterion=get_loss(opt), desc="val 3")
@@ -23,10 +23,6 @@ serves a share of every batch (the last one padded with repeated videos);
 puts the rows back in the single-process order and recomputes the per-batch losses over
 the global batches, so every rank returns the same result as one process would
 (``result.extra["mpi_world_size"]`` records the number of processes).
-
-Model configuration from checkpoints (used by test.py and predict.py):
-``MODEL_KEYS``, ``DEFAULT_CLASS_NAMES``, ``merge_config(defaults, meta_opts, explicit)``,
-``checkpoint_opts(meta)``, ``build_model(config)``.
 """
 import sys
 from dataclasses import dataclass, field
@@ -36,9 +32,7 @@ import numpy as np
 
 from core.jittor_setup import jt
 
-__all__ = ["EvalResult", "EvalAccumulator", "evaluate", "softmax", "MODEL_KEYS",
-           "RELEASE_CONFIG", "DEFAULT_CLASS_NAMES", "checkpoint_opts", "merge_config",
-           "build_model", "class_names_for"]
+__all__ = ["EvalResult", "EvalAccumulator", "evaluate", "softmax", "json_safe"]
 
 
 def softmax(logits):
@@ -224,7 +218,7 @@ def evaluate(model, loader, criterion=None, desc="val", progress=True):
     """Run ``model`` over every batch of ``loader`` (eval mode, no gradients).
 
     ``loader`` yields ``(visual, target, audio, video_ids)`` batches (a VE8Dataset set up
-    by ``core.dataset.make_loader(..., shuffle=False)``). ``criterion(logits, target)``
+    by ``datasets.factory.make_loader(..., shuffle=False)``). ``criterion(logits, target)``
     returns a batch-mean loss (``core.loss.get_loss``). Returns an :class:`EvalResult`.
     A loader that drops its last batch would miss videos and is refused.
     """
@@ -284,71 +278,6 @@ def _serving_order(loader):
     return [str(loader.data[i]["video_id"]) for i in indices]
 
 
-# --------------------------------------------------------------------------------------
-# Model configuration from checkpoints
-
-#: Options that define the model and its input sample (taken from a checkpoint's
-#: meta["opts"] unless given explicitly).
-MODEL_KEYS = ("dataset", "n_classes", "resnet_depth", "seq_len", "snippet_duration",
-              "sample_size", "audio_embed_size", "audio_n_segments", "fps")
-
-#: The release's configuration (VE-8); n_classes follows the dataset when not given.
-RELEASE_CONFIG = {"dataset": "ve8", "n_classes": None, "resnet_depth": 101, "seq_len": 12,
-                  "snippet_duration": 16, "sample_size": 112, "audio_embed_size": 256,
-                  "audio_n_segments": 16, "fps": 30}
-
-DEFAULT_CLASS_NAMES = {
-    "ve8": ["Anger", "Anticipation", "Disgust", "Fear", "Joy", "Sadness", "Surprise", "Trust"],
-    "ek6": ["anger", "disgust", "fear", "joy", "sadness", "surprise"],
-}
-
-
-def checkpoint_opts(meta):
-    """The training options stored in a checkpoint's meta (a dict), or {}."""
-    if not isinstance(meta, dict):
-        return {}
-    opts = meta.get("opts")
-    return dict(opts) if isinstance(opts, dict) else {}
-
-
-def merge_config(defaults, meta_opts, explicit, keys=None):
-    """``defaults`` overlaid with ``meta_opts`` (only ``keys``, default all of defaults'),
-    then with ``explicit`` (what the user typed). Values of None in meta_opts are skipped."""
-    keys = list(defaults) if keys is None else list(keys)
-    out = dict(defaults)
-    for k in keys:
-        if meta_opts.get(k) is not None:
-            out[k] = meta_opts[k]
-    out.update(explicit)
-    if out.get("n_classes") is None and out.get("dataset") in DEFAULT_CLASS_NAMES:
-        out["n_classes"] = len(DEFAULT_CLASS_NAMES[out["dataset"]])
-    for k in ("n_classes", "resnet_depth", "seq_len", "snippet_duration", "sample_size",
-              "audio_embed_size", "audio_n_segments", "fps"):
-        if out.get(k) is not None:
-            out[k] = int(out[k])
-    return out
-
-
-def class_names_for(config, meta=None):
-    """Class names: meta['class_names'] / meta['labels'] when present, else the dataset's
-    default list (or ``class_<i>`` when n_classes does not match it)."""
-    for src in (meta or {}, checkpoint_opts(meta)):
-        for key in ("class_names", "labels"):
-            names = src.get(key)
-            if isinstance(names, (list, tuple)) and len(names) == config["n_classes"]:
-                return [str(n) for n in names]
-    names = DEFAULT_CLASS_NAMES.get(config.get("dataset"))
-    if names and len(names) == config["n_classes"]:
-        return list(names)
-    return [f"class_{i}" for i in range(config["n_classes"])]
-
-
-def build_model(config):
-    """A VAANet of ``config`` (a dict holding the MODEL_KEYS), in eval mode."""
-    from models.vaanet import generate_model
-    return generate_model(config).eval()
-
-
 def json_safe(v):
     """A checkpoint meta or config value as a plain JSON value (numpy scalars unwrapped)."""
     if isinstance(v, (str, int, float, bool)) or v is None:
@@ -357,8 +286,3 @@ def json_safe(v):
         return v.item()
     except (AttributeError, ValueError):
         return str(v)
-
-
-def describe_config(config):
-    return ", ".join(f"{k} {config[k]}" for k in MODEL_KEYS if k in config)
-

@@ -14,11 +14,34 @@ import json
 import os
 import re
 
+from core.atomic_file import write_atomically
 from core.checkpoint import save_checkpoint
 
 
 class ExperimentExistsError(RuntimeError):
     pass
+
+
+def read_metrics(path):
+    """The records of a metrics.jsonl file, in order (``[]`` when it does not exist).
+    Blank lines and lines that are not a JSON object are skipped (a line cut short by a
+    crash, a hand edit)."""
+    if not os.path.exists(path):
+        return []
+    records = []
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            try:
+                rec = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(rec, dict):
+                records.append(rec)
+    return records
+
+
+def _write_text(path, text):
+    write_atomically(path, lambda f: f.write(text.encode("utf-8")))
 
 
 def latest_checkpoint(folder):
@@ -44,15 +67,8 @@ class Experiment:
         while os.path.exists(os.path.join(folder, name)):
             name = f"opts.{k}.json"
             k += 1
-        self._write_json(os.path.join(folder, name), opts_dict)
+        _write_text(os.path.join(folder, name), json.dumps(opts_dict, indent=2, sort_keys=True))
         self.metrics_path = os.path.join(folder, "metrics.jsonl")
-
-    @staticmethod
-    def _write_json(path, obj):
-        tmp = path + ".tmp"
-        with open(tmp, "w") as f:
-            json.dump(obj, f, indent=2, sort_keys=True)
-        os.replace(tmp, path)
 
     def log(self, record):
         with open(self.metrics_path, "a") as f:
@@ -61,18 +77,12 @@ class Experiment:
             os.fsync(f.fileno())
 
     def read_metrics(self):
-        if not os.path.exists(self.metrics_path):
-            return []
-        with open(self.metrics_path) as f:
-            return [json.loads(line) for line in f if line.strip()]
+        return read_metrics(self.metrics_path)
 
     def drop_metrics_after(self, epoch):
         """On resume, forget lines of epochs that were under way (or redone) after ``epoch``."""
-        kept = [r for r in self.read_metrics() if r["epoch"] <= epoch]
-        tmp = self.metrics_path + ".tmp"
-        with open(tmp, "w") as f:
-            f.writelines(json.dumps(r) + "\n" for r in kept)
-        os.replace(tmp, self.metrics_path)
+        kept = [r for r in self.read_metrics() if r.get("epoch", 0) <= epoch]
+        _write_text(self.metrics_path, "".join(json.dumps(r) + "\n" for r in kept))
 
     def save(self, epoch, model, optimizer, meta, best=False):
         """Write save_<epoch>.npz (and best.npz) atomically; returns the path."""

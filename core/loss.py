@@ -1,26 +1,29 @@
-"""Losses: PCCE (polarity-consistent cross-entropy) and plain cross-entropy (SPEC section 4).
+"""Losses: PCCE (polarity-consistent cross-entropy) and plain cross-entropy, as in the
+release (docs/release.md, "The loss").
 
-    criterion = get_loss(opt)          # opt.loss_func in {'pcce_ve8', 'ce'}, opt.dataset
+    criterion = get_loss(opt)          # opt.loss_func in {'pcce_ve8', 'ce'}
     loss = criterion(logits, target)   # scalar
+
+PCCE needs the polarity of every class: ``opt.class_names`` and ``opt.positive_classes``
+(names), which ``opts.parse_opts`` fills from the dataset table and main.py from the
+annotation.
 """
 import numpy as np
 
 from core.jittor_setup import jt
 
-# Class indices of positive emotions; every other class is negative (SPEC section 1).
-POSITIVE_CLASSES = {
-    "ve8": (1, 4, 6, 7),   # Anticipation, Joy, Surprise, Trust
-    "ek6": (3, 5),         # joy, surprise
-}
 
-
-def polarity_mask(dataset, n_classes):
-    """Boolean array: True where class i is positive."""
-    if dataset not in POSITIVE_CLASSES:
-        raise ValueError(f"unknown dataset {dataset!r}; expected one of {sorted(POSITIVE_CLASSES)}")
-    mask = np.zeros(n_classes, dtype=bool)
-    mask[list(POSITIVE_CLASSES[dataset])] = True
-    return mask
+def positive_mask(opt):
+    """Boolean array over ``opt.class_names``: True where the class is positive."""
+    names = getattr(opt, "class_names", None)
+    positive = getattr(opt, "positive_classes", None)
+    if names is None or positive is None:
+        raise ValueError("the PCCE loss needs the polarity of every class, and the classes of "
+                         f"{getattr(opt, 'dataset', 'this dataset')!r} have none; "
+                         "use --loss_func ce")
+    if len(names) != opt.n_classes:
+        raise ValueError(f"{len(names)} class names for a model of {opt.n_classes} classes")
+    return np.array([name in positive for name in names], dtype=bool)
 
 
 def cross_entropy_per_sample(logits, target):
@@ -52,6 +55,5 @@ def get_loss(opt):
     if opt.loss_func == "ce":
         return CELoss()
     if opt.loss_func == "pcce_ve8":
-        dataset = getattr(opt, "dataset", "ve8")
-        return PCCELoss(polarity_mask(dataset, opt.n_classes), getattr(opt, "lambda_0", 0.5))
+        return PCCELoss(positive_mask(opt), getattr(opt, "lambda_0", 0.5))
     raise ValueError(f"unknown --loss_func {opt.loss_func!r}; expected 'pcce_ve8' or 'ce'")

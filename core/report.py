@@ -1,12 +1,14 @@
-"""Metrics, reports and plots of an evaluation (``core.evaluate.EvalResult``).
+"""Metrics, reports and figures: of an evaluation (``core.evaluate.EvalResult``), of a
+training run (``metrics.jsonl``) and of one prediction (its temporal attention).
 
-    from core.report import Report, plot_curves
-    report = Report(result, class_names, dataset="ve8")
+    from core.report import Report, plot_curves, plot_attention
+    report = Report(result, class_names, dataset="ve8", positive_classes=positive)
     report.print_report()                      # to stdout (or file=...)
     report.write_predictions_csv("predictions.csv")
     report.write_report_json("report.json")
     report.plot_confusion("confusion.png")
     plot_curves("metrics.jsonl", "curves.png") # training curves
+    plot_attention("clip.png", summary, key_frames)   # predict.py's --report
 
 Metrics (``report.metrics``, also the content of report.json):
 
@@ -15,11 +17,11 @@ Metrics (``report.metrics``, also the content of report.json):
   (None for a class without videos) = diagonal / row sum of the confusion matrix;
 - ``mean_class_accuracy``: mean of the defined per-class accuracies;
 - ``polarity_accuracy``: share of videos whose predicted class has the polarity of the
-  true class (positive classes: ``core.loss.POSITIVE_CLASSES[dataset]``); None when the
-  dataset has no polarity table or its classes do not match n_classes;
+  true class (``positive_classes`` names the positive ones); None when the polarity of
+  the classes is not known;
 - ``confusion_matrix``: rows = true class, columns = predicted class, counts.
 
-Plots use matplotlib's Agg canvas directly (no global backend switch, no display).
+Figures use matplotlib's Agg canvas directly (no global backend switch, no display).
 """
 import csv
 import json
@@ -30,14 +32,10 @@ from typing import Dict, Optional, Sequence
 
 import numpy as np
 
+from core.experiment import read_metrics
+
 __all__ = ["Report", "compute_metrics", "confusion_matrix", "polarity_accuracy",
-           "read_metrics_jsonl", "plot_curves"]
-
-
-def _positive_classes(dataset):
-    # core.loss imports Jittor; the table itself is plain data.
-    from core.loss import POSITIVE_CLASSES
-    return POSITIVE_CLASSES.get(dataset)
+           "curves_of", "curves_figure", "plot_curves", "plot_attention"]
 
 
 def confusion_matrix(targets, predictions, n_classes):
@@ -47,15 +45,12 @@ def confusion_matrix(targets, predictions, n_classes):
     return cm
 
 
-def polarity_accuracy(targets, predictions, dataset, n_classes):
-    """Share of predictions with the true class's polarity; None when undefined."""
-    from core.evaluate import DEFAULT_CLASS_NAMES
-    positive = _positive_classes(dataset)
-    if (positive is None or len(targets) == 0
-            or n_classes != len(DEFAULT_CLASS_NAMES.get(dataset, ()))):
+def polarity_accuracy(targets, predictions, class_names, positive_classes):
+    """Share of predictions with the true class's polarity; None when undefined (no
+    videos, or ``positive_classes`` None: the polarity of the classes is not known)."""
+    if positive_classes is None or len(targets) == 0:
         return None
-    mask = np.zeros(n_classes, dtype=bool)
-    mask[list(positive)] = True
+    mask = np.array([name in positive_classes for name in class_names], dtype=bool)
     return float((mask[np.asarray(targets)] == mask[np.asarray(predictions)]).mean())
 
 
@@ -67,7 +62,7 @@ def _num(x):
     return x if math.isfinite(x) else None
 
 
-def compute_metrics(result, class_names, dataset):
+def compute_metrics(result, class_names, dataset, positive_classes=None):
     """Dict of every metric of ``result`` (see the module docstring); JSON-ready."""
     n_classes = len(class_names)
     if result.n and result.n_classes != n_classes:
@@ -90,7 +85,8 @@ def compute_metrics(result, class_names, dataset):
         "accuracy": _num(int(np.trace(cm)) / n_total) if n_total else None,
         "n_correct": int(np.trace(cm)),
         "mean_class_accuracy": _num(float(np.mean(defined))) if defined else None,
-        "polarity_accuracy": _num(polarity_accuracy(result.targets, preds, dataset, n_classes)),
+        "polarity_accuracy": _num(polarity_accuracy(result.targets, preds, class_names,
+                                                    positive_classes)),
         "loss": _num(result.loss),
         "per_class": per_class,
         "confusion_matrix": cm.tolist(),
@@ -105,12 +101,12 @@ class Report:
     """Metrics of one evaluation, with printing, files and plots."""
 
     def __init__(self, result, class_names: Sequence[str], dataset: str = "ve8",
-                 info: Optional[Dict] = None):
+                 info: Optional[Dict] = None, positive_classes: Optional[Sequence[str]] = None):
         self.result = result
         self.class_names = [str(c) for c in class_names]
         self.dataset = dataset
         self.info = dict(info or {})   # extra JSON-safe facts (checkpoint, epoch, config)
-        self.metrics = compute_metrics(result, self.class_names, dataset)
+        self.metrics = compute_metrics(result, self.class_names, dataset, positive_classes)
 
     # ---- numbers ----------------------------------------------------------------------
     @property
@@ -226,48 +222,36 @@ def _figure(figsize):
 # --------------------------------------------------------------------------------------
 # Training curves
 
-def read_metrics_jsonl(path):
-    """``{split: {epoch: {'loss': .., 'acc': ..}}}`` from a metrics JSON-lines file.
-
-    Lines need ``epoch`` and ``split``; ``loss`` and ``acc`` are optional. Lines with a
-    ``batch`` (or ``iter``/``step``) key are per-batch records and are skipped. Blank or
-    malformed lines are skipped; for a repeated (split, epoch) the last line wins (a
-    resumed run rewrites its epochs).
-    """
+def curves_of(records):
+    """``{split: {epoch: {'loss': .., 'acc': ..}}}`` from the epoch lines of metrics.jsonl
+    (``core.experiment.read_metrics``). Lines without ``epoch`` and ``split`` and per-batch
+    lines (with a ``batch``, ``iter`` or ``step`` key) are skipped, as are values that
+    are not finite numbers; for a repeated (split, epoch) the last line wins (a resumed
+    run rewrites its epochs)."""
     out: Dict[str, Dict[int, Dict[str, float]]] = {}
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            line = line.strip()
-            if not line:
-                continue
-            try:
-                rec = json.loads(line)
-            except ValueError:
-                continue
-            if not isinstance(rec, dict) or "epoch" not in rec or "split" not in rec:
-                continue
-            if any(k in rec for k in ("batch", "iter", "step")):
-                continue
-            try:
-                epoch = int(rec["epoch"])
-            except (TypeError, ValueError):
-                continue
-            vals = {}
-            for k in ("loss", "acc"):
-                v = rec.get(k)
-                if isinstance(v, (int, float)) and math.isfinite(float(v)):
-                    vals[k] = float(v)
-            out.setdefault(str(rec["split"]), {})[epoch] = vals
+    for rec in records:
+        if "epoch" not in rec or "split" not in rec:
+            continue
+        if any(k in rec for k in ("batch", "iter", "step")):
+            continue
+        try:
+            epoch = int(rec["epoch"])
+        except (TypeError, ValueError):
+            continue
+        vals = {}
+        for k in ("loss", "acc"):
+            v = rec.get(k)
+            if isinstance(v, (int, float)) and math.isfinite(float(v)):
+                vals[k] = float(v)
+        out.setdefault(str(rec["split"]), {})[epoch] = vals
     return out
 
 
-def plot_curves(metrics_jsonl_path, out_png, title=None):
-    """Loss and accuracy per epoch, train and val, from ``metrics_jsonl_path`` -> PNG.
+def curves_figure(data, title=None):
+    """Loss and accuracy per epoch, one line per split, from ``curves_of``'s dict."""
+    from matplotlib.ticker import MaxNLocator
 
-    Returns ``out_png``. A file without usable lines still gives a (labelled, empty) plot.
-    """
-    data = read_metrics_jsonl(metrics_jsonl_path)
-    fig, canvas = _figure(figsize=(11, 4.2))
+    fig, _ = _figure(figsize=(11, 4.2))
     styles = {"train": dict(color="tab:blue", marker="o"), "val": dict(color="tab:orange", marker="s")}
     for col, (key, label) in enumerate((("loss", "loss"), ("acc", "top-1 accuracy"))):
         ax = fig.add_subplot(1, 2, col + 1)
@@ -279,6 +263,7 @@ def plot_curves(metrics_jsonl_path, out_png, title=None):
             xs, ys = zip(*pts)
             ax.plot(xs, ys, label=split, markersize=3, linewidth=1.5, **styles.get(split, {}))
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # no epoch 1.5
         ax.set_ylabel(label)
         ax.set_title(label)
         ax.grid(True, alpha=0.3)
@@ -287,6 +272,57 @@ def plot_curves(metrics_jsonl_path, out_png, title=None):
     if title:
         fig.suptitle(title)
     fig.tight_layout()
+    return fig
+
+
+def plot_curves(metrics_jsonl_path, out_png, title=None):
+    """Loss and accuracy per epoch, train and val, from ``metrics_jsonl_path`` -> PNG.
+
+    Returns ``out_png``. A file without usable lines still gives a (labelled, empty) plot.
+    """
+    fig = curves_figure(curves_of(read_metrics(metrics_jsonl_path)), title)
     _makedirs_for(out_png)
-    canvas.print_png(out_png)
+    fig.canvas.print_png(out_png)
     return out_png
+
+
+# --------------------------------------------------------------------------------------
+# The temporal attention of one prediction
+
+def plot_attention(path, summary, key_frames):
+    """The key frame of every snippet framed by its attention weight, and a bar chart of
+    the weights. ``summary`` is predict.py's (``snippets`` with ``index``, ``start_s``,
+    ``end_s``, ``key_frame``, ``weight``; ``top``; ``polarity``; ``video``),
+    ``key_frames`` one PIL image per snippet. Returns ``path``."""
+    n = len(key_frames)
+    cols = min(n, 6)
+    rows = (n + cols - 1) // cols
+    fig, canvas = _figure(figsize=(2.4 * cols + 0.4, 2.2 * rows + 2.4))
+    gs = fig.add_gridspec(rows + 1, cols, height_ratios=[1.0] * rows + [0.9])
+    snippets = summary["snippets"]
+    wmax = max([sn["weight"] for sn in snippets] + [1e-12])
+    for k, (img, sn) in enumerate(zip(key_frames, snippets)):
+        ax = fig.add_subplot(gs[k // cols, k % cols])
+        ax.imshow(img)
+        ax.set_xticks([])
+        ax.set_yticks([])
+        strength = sn["weight"] / wmax
+        for spine in ax.spines.values():
+            spine.set_edgecolor((0.85, 0.1, 0.1, 0.25 + 0.75 * strength))
+            spine.set_linewidth(1 + 4 * strength)
+        ax.set_title(f"#{sn['index']} {sn['start_s']:.1f}-{sn['end_s']:.1f} s\n"
+                     f"frame {sn['key_frame']}  w={sn['weight']:.2f}", fontsize=8)
+    ax = fig.add_subplot(gs[rows, :])
+    idx = [sn["index"] for sn in snippets]
+    ax.bar(idx, [sn["weight"] for sn in snippets], color="tab:red", alpha=0.7)
+    ax.set_xticks(idx)
+    ax.set_xlabel("snippet")
+    ax.set_ylabel("attention weight")
+    top = ", ".join(f"{t['class']} {t['prob']:.2f}" for t in summary["top"])
+    pol = summary["polarity"]["label"]
+    fig.suptitle(f"{os.path.basename(summary['video'])}: {top}"
+                 + (f"  ({pol})" if pol else ""), fontsize=10)
+    fig.tight_layout()
+    _makedirs_for(path)
+    canvas.print_png(path)
+    return path

@@ -1,6 +1,12 @@
-"""Datasets of VAANet: VE-8 / Ekman-6 frames + MFCC audio features."""
-from .audio import MFCCCache, mfcc_features, tile_features
-from .ve8 import VE8Dataset, DatasetError, EpochSampler, item_rng, order_permutation
+"""The data side of VAANet: what a prepared dataset is and how samples are drawn from it.
 
-__all__ = ["VE8Dataset", "DatasetError", "EpochSampler", "item_rng", "order_permutation",
-           "MFCCCache", "mfcc_features", "tile_features"]
+- ``datasets.catalog``: the known datasets (classes, polarity, file names) and ``Classes``;
+- ``datasets.media``: ffmpeg helpers that turn a video into frames, ``n_frames`` and an mp3;
+- ``datasets.sample``: the sample recipe (frame indices, TSN snippets, spatial transform);
+- ``datasets.audio``: MFCC features and their on-disk cache;
+- ``datasets.ve8``: ``VE8Dataset``, the Jittor Dataset of VE-8, Ekman-6 and alike;
+- ``datasets.factory``: the datasets and loaders that the command-line options ask for.
+
+The package itself imports nothing, so that the Jittor-free modules (catalog, media,
+sample, audio) stay importable without starting Jittor.
+"""

@@ -1,4 +1,4 @@
-"""Audio features of VAANet (SPEC section 2) and their on-disk cache.
+"""Audio features of VAANet (docs/release.md, "One sample") and their on-disk cache.
 
 ``mfcc_features(path)`` computes, exactly as the release:
 ``librosa.load(path, sr=44100)`` (mono), ``librosa.feature.mfcc(y=y, sr=sr, n_mfcc=32)``

@@ -1,7 +1,9 @@
-"""VideoEmotion-8 / Ekman-6 dataset (SPEC sections 1 and 2) as a Jittor Dataset.
+"""VideoEmotion-8 / Ekman-6 dataset as a Jittor Dataset (layout and samples: docs/release.md).
 
 ``VE8Dataset(video_path, audio_path, annotation_path, subset, ...)`` serves both VE-8
-and Ekman-6 (they share the layout). Item ``i`` is ``(visual, target, audio, video_id)``:
+and Ekman-6 (they share the layout), and any dataset prepared the same way: the classes
+are the annotation's (``dataset.classes``: names and polarity, ``datasets.catalog``).
+Item ``i`` is ``(visual, target, audio, video_id)``, drawn by ``datasets.sample``:
 
 - ``visual``: uint8 ``[seq_len, 3, snippet_duration, sample_size, sample_size]``
   (0..255; the model divides), kept uint8 by Jittor's collation;
@@ -23,22 +25,21 @@ temporal crops and the deterministic ``val`` spatial transform: the same pixels 
 features on every call.
 
 Speed without changing a value: MFCC features come from an on-disk cache, frames stay
-uint8, and each distinct frame index of a sample is decoded and transformed once even
-when loop-padding repeats it (the spatial transform is identical for every frame).
+uint8, and each distinct frame index of a sample is decoded and transformed once.
 """
 import json
 import os
 import warnings
 
 import numpy as np
-from PIL import Image
 
 from core.jittor_setup import jt  # noqa: F401  (configures Jittor before its import)
 from jittor.dataset import Dataset
 
-from transforms.temporal import TSN
-from transforms.spatial import TrainSpatialTransform, EvalSpatialTransform
 from datasets.audio import MFCCCache
+from datasets.catalog import make_classes
+from datasets.media import frame_file, read_n_frames
+from datasets.sample import SampleRecipe, frame_indices
 
 ITEM_STREAM = 1    # last word of the per-item seed: keeps item and order streams apart
 ORDER_STREAM = 2
@@ -54,25 +55,6 @@ def item_rng(seed, epoch, index):
 
 def order_permutation(n, seed, epoch):
     return np.random.default_rng([int(seed), int(epoch), ORDER_STREAM]).permutation(n)
-
-
-def frame_file(video_dir, index):
-    return os.path.join(video_dir, f"{index:06d}.jpg")
-
-
-def load_frame(path):
-    """``Image.open(p).convert('RGB')``; an image decoded as RGB is used as is (same values)."""
-    with open(path, "rb") as f:
-        img = Image.open(f)
-        img.load()
-        if img.mode != "RGB":
-            img = img.convert("RGB")
-    return img
-
-
-def read_n_frames(path):
-    with open(path) as f:
-        return int(float(f.read().strip()))
 
 
 class EpochSampler:
@@ -94,7 +76,8 @@ class EpochSampler:
 
 
 def make_dataset(video_path, audio_path, annotation_path, subset, fps=30):
-    """Entries ``{video_id, label, target, video_dir, audio, frame_indices}`` of ``subset``.
+    """``(entries, classes)``: entries ``{video_id, label, target, video_dir, audio,
+    frame_indices}`` of ``subset`` and the annotation's ``Classes``.
 
     Raises DatasetError listing every problem at once; leaves out videos with
     n_frames <= 0 with one warning naming them.
@@ -103,12 +86,12 @@ def make_dataset(video_path, audio_path, annotation_path, subset, fps=30):
     try:
         with open(annotation_path) as f:
             ann = json.load(f)
-        labels = list(ann["labels"])
+        classes = make_classes(ann["labels"], ann.get("positive_classes"))
         database = ann["database"]
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise DatasetError(f"cannot read annotation file {annotation_path}: {e}") from e
+    labels = list(classes.names)
     class_to_idx = {name: i for i, name in enumerate(labels)}
-    step = max(1, 30 // fps)
     entries, empty = [], []
     for video_id, info in database.items():
         if info.get("subset") != subset:
@@ -124,11 +107,11 @@ def make_dataset(video_path, audio_path, annotation_path, subset, fps=30):
         if not os.path.isdir(video_dir):
             own.append(f"{video_id}: frame folder missing: {video_dir}")
         else:
-            nf_path = os.path.join(video_dir, "n_frames")
             try:
-                n_frames = read_n_frames(nf_path)
+                n_frames = read_n_frames(video_dir)
             except (OSError, ValueError) as e:
-                own.append(f"{video_id}: unreadable n_frames file {nf_path} ({e.__class__.__name__}: {e})")
+                own.append(f"{video_id}: unreadable n_frames file in {video_dir} "
+                           f"({e.__class__.__name__}: {e})")
         if n_frames is not None and n_frames <= 0:
             empty.append(video_id)
             continue
@@ -148,7 +131,7 @@ def make_dataset(video_path, audio_path, annotation_path, subset, fps=30):
             "target": class_to_idx[label],
             "video_dir": video_dir,
             "audio": audio_file,
-            "frame_indices": list(range(1, n_frames + 1, step)),
+            "frame_indices": frame_indices(n_frames, fps),
         })
     if problems:
         raise DatasetError(
@@ -158,7 +141,7 @@ def make_dataset(video_path, audio_path, annotation_path, subset, fps=30):
         shown = ", ".join(empty[:20]) + (", ..." if len(empty) > 20 else "")
         warnings.warn(f"{len(empty)} video(s) of the '{subset}' subset have n_frames <= 0 "
                       f"and are left out: {shown}")
-    return entries, labels
+    return entries, classes
 
 
 class VE8Dataset(Dataset):
@@ -176,12 +159,12 @@ class VE8Dataset(Dataset):
         self.subset = subset
         self.train = (subset == "training") if train is None else bool(train)
         self.seq_len, self.snippet_duration, self.sample_size = seq_len, snippet_duration, sample_size
-        self.data, self.labels = make_dataset(video_path, audio_path, annotation_path, subset, fps)
+        self.data, self.classes = make_dataset(video_path, audio_path, annotation_path, subset, fps)
+        self.labels = list(self.classes.names)
         self.n_samples = len(self.data)
-        self.temporal = TSN(seq_len, snippet_duration, center=not self.train)
-        self.spatial = (TrainSpatialTransform(sample_size) if self.train
-                        else EvalSpatialTransform(sample_size))
         self.audio_features = MFCCCache(audio_cache)
+        self.recipe = SampleRecipe(seq_len, snippet_duration, sample_size, self.train,
+                                   self.audio_features)
         self.seed = int(seed)
         self.epoch = int(epoch)
         EpochSampler(self)
@@ -209,38 +192,24 @@ class VE8Dataset(Dataset):
         return self
 
     # ---- items --------------------------------------------------------------------
+    def _rng(self, index):
+        return item_rng(self.seed, self.epoch, index) if self.train else None
+
     def snippet_indices(self, index, rng=None):
         """The ``seq_len`` lists of frame indices of item ``index`` (and the rng after them)."""
-        if rng is None and self.train:
-            rng = item_rng(self.seed, self.epoch, index)
-        return self.temporal(self.data[index]["frame_indices"], rng), rng
+        rng = rng if rng is not None else self._rng(index)
+        return self.recipe.snippets(self.data[index]["frame_indices"], rng), rng
 
     def load_visual(self, index, rng=None):
         entry = self.data[index]
-        snippets, rng = self.snippet_indices(index, rng)
-        params = self.spatial.draw(rng)  # one draw per video, applied to every frame
-        s, t = self.seq_len, self.snippet_duration
-        out = None
-        decoded = {}
-        for i, snippet in enumerate(snippets):
-            for j, frame_idx in enumerate(snippet):
-                arr = decoded.get(frame_idx)
-                if arr is None:
-                    img = load_frame(frame_file(entry["video_dir"], frame_idx))
-                    arr = self.spatial.apply(img, params)
-                    decoded[frame_idx] = arr
-                if out is None:
-                    out = np.empty((s, t) + arr.shape, dtype=np.uint8)
-                out[i, j] = arr
-        # [S, T, H, W, C] -> [S, C, T, H, W]
-        return np.ascontiguousarray(out.transpose(0, 4, 1, 2, 3))
+        rng = rng if rng is not None else self._rng(index)
+        return self.recipe.visual(entry["video_dir"], entry["frame_indices"], rng)[0]
 
     def __getitem__(self, index):
         index = int(index)
         entry = self.data[index]
-        rng = item_rng(self.seed, self.epoch, index) if self.train else None
-        visual = self.load_visual(index, rng)
-        audio = self.audio_features(entry["audio"])
+        visual, audio, _ = self.recipe(entry["video_dir"], entry["frame_indices"], entry["audio"],
+                                       self._rng(index))
         return visual, entry["target"], audio, entry["video_id"]
 
     def __repr__(self):

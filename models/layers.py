@@ -4,18 +4,25 @@
   E[x^2] - E[x]^2 in float32 and stores the biased variance as running_var; PyTorch uses the
   biased variance to normalise but the unbiased one (n / (n - 1)) for running_var. Batch
   statistics are float64 sums, since a float32 mean over the ~25,000 values per channel of
-  the backbone loses ~1e-3 relative on the CPU. In training on the CPU it runs as the
-  OpenMP kernels of ``models/kernels/batchnorm.py``, with an optional fused ReLU.
+  the backbone loses ~1e-3 relative on the CPU. In training on the CPU it runs as the OpenMP
+  kernels of ``models/kernels/batchnorm.py``, with an optional residual added and ReLU
+  applied in the same passes.
 - ``Conv3d`` / ``Conv2d``: convolutions on channels-last tensors (``[N, T, H, W, C]``,
   ``[N, H, W, C]``), one oneDNN call on the CPU (``models/kernels/onednn.py``; Jittor's
   stock Conv3d is ~100x slower there) and one cuDNN call on CUDA. A 1x1x1 convolution (2/3
   of a bottleneck's) is one matrix product, [N*T*H*W, C_in] x [C_in, C_out]: ~1.8x faster
   than oneDNN's 1x1 convolution. With channels last no transposes are needed between layers.
 - ``max_pool``: max pooling with implicit -inf padding, which also accepts a window as large
-  as its input (Jittor's ``nn.Pool`` refuses that); OpenMP kernels on the CPU.
+  as its input (Jittor's ``nn.Pool`` refuses that); OpenMP kernels on the CPU, one fused
+  gather-max elsewhere. Either way the gradient goes to the first maximum of each window, as
+  in PyTorch.
 - ``Conv1d``/``Linear``: the 1x1 Conv1d and Linear of PyTorch, with PyTorch's default init.
 
 Parameter names and shapes are PyTorch's, so state dicts move between the two unchanged.
+
+Which branch a layer takes (CUDA, MPI, CPU) and the vendor ops of the CUDA branch come from
+``_device``. tests/test_cuda_branches.py swaps in a stand-in that runs the CUDA and MPI
+branches on the CPU, with CPU versions of the cuDNN / cuBLAS calls; nothing else sets it.
 """
 import math
 
@@ -26,6 +33,35 @@ from models.kernels import needs_grad
 from models.kernels.batchnorm import batch_norm_train
 from models.kernels.maxpool import max_pool_ndhwc
 from models.kernels.onednn import conv3d_ndhwc, onednn_ops
+
+
+class _Device:
+    """Jittor's own answers: CUDA on or off, MPI with several processes, and the cuDNN /
+    cuBLAS ops (None where Jittor has not loaded them)."""
+
+    @property
+    def cuda(self):
+        return jt.flags.use_cuda
+
+    @property
+    def mpi(self):
+        return jt.in_mpi and jt.world_size > 1
+
+    @property
+    def cudnn(self):
+        return jt.compile_extern.cudnn.ops if jt.compile_extern.cudnn is not None else None
+
+    @property
+    def cublas(self):
+        return jt.compile_extern.cublas_ops
+
+    @staticmethod
+    def all_reduce(x):
+        """Sum over the processes; its gradient is the sum of theirs."""
+        return x.mpi_all_reduce("add")
+
+
+_device = _Device()
 
 
 def kaiming_normal_fan_out(var):
@@ -61,39 +97,31 @@ class BatchNorm(nn.Module):
     def _channel_shape(self, ndim):
         return [self.num_features if i == self._axis else 1 for i in range(ndim)]
 
-    def _mpi_moments(self, xd, axes, n):
-        """Under MPI (``mpirun -np N``): mean and biased variance of the *global* batch (all
-        ranks' shards) and the unbiased factor N / (N - 1), from per-rank float64 sums
-        combined with ``mpi_all_reduce`` (whose gradient is an all-reduce of the incoming
-        gradient, so trainable BatchNorms get the global-batch gradient)."""
-        from core.distributed import float64_var
-        c = self.num_features
-        packed = jt.concat([xd.sum(dims=axes).reshape(-1), float64_var([n])])
-        total = packed.mpi_all_reduce("add")
-        count = total[c:c + 1]
-        mean = (total[:c] / count).reshape(self._channel_shape(xd.ndim))
-        dev = ((xd - mean) ** 2).sum(dims=axes).reshape(-1).mpi_all_reduce("add")
-        var = (dev / count).reshape(self._channel_shape(xd.ndim))
-        return mean, var, (count / (count - 1)).stop_grad()
-
-    def execute(self, x, relu=False):
-        """Normalise ``x``; ``relu=True`` also applies ReLU (fused into the CPU kernels)."""
+    def execute(self, x, relu=False, residual=None):
+        """Normalise ``x``, add ``residual`` (a tensor like ``x``) if given, then apply ReLU
+        if ``relu``; on the CPU all in the kernels' passes."""
         shape = self._channel_shape(x.ndim)
         if not self.is_training():
             scale = self.weight / (self.running_var + self.eps).sqrt()
             shift = self.bias - self.running_mean * scale
             y = x * scale.reshape(shape) + shift.reshape(shape)
-            return nn.relu(y) if relu else y
+            return _add_relu(y, residual, relu)
         n = x.numel() // self.num_features
         unbias = n / (n - 1) if n > 1 else None
-        if jt.in_mpi and jt.world_size > 1:  # statistics of the global batch
-            y, mean, var, unbias = self._graph_train(x, self._mpi_moments, relu)
-        elif jt.flags.use_cuda:
-            y, mean, var, _ = self._graph_train(x, self._local_moments, relu)
+        if _device.mpi or _device.cuda:  # graph ops; under MPI the global batch's statistics
+            fuse_relu = relu and residual is None
+            train = _GraphBatchNormTrain(self._axis, self.eps, fuse_relu,
+                                         _device.all_reduce if _device.mpi else None)
+            y, mean, var = train(x, self.weight, self.bias)
+            if not fuse_relu:
+                y = _add_relu(y, residual, relu)
+            if _device.mpi:
+                unbias = (train.count / (train.count - 1)).stop_grad()
         else:  # the CPU kernels, same arithmetic
             outer = int(math.prod(x.shape[:self._axis]))
-            y, mean, var = batch_norm_train(x.reshape(outer, self.num_features, -1),
-                                            self.weight, self.bias, self.eps, relu)
+            y, mean, var = batch_norm_train(_as3(x, outer, self.num_features), self.weight,
+                                            self.bias, self.eps, relu,
+                                            _as3(residual, outer, self.num_features))
             y = y.reshape(x.shape)
         if unbias is not None:
             m = self.momentum
@@ -105,20 +133,79 @@ class BatchNorm(nn.Module):
             self.num_batches_tracked.update((self.num_batches_tracked + 1).stop_grad())
         return y
 
-    def _local_moments(self, xd, axes, n):
-        mean = xd.mean(dims=axes, keepdims=True)
-        var = ((xd - mean) ** 2).mean(dims=axes, keepdims=True)
-        return mean, var, None
 
-    def _graph_train(self, x, moments, relu):
-        """Training-mode normalisation as Jittor graph ops (CUDA, MPI), float64 statistics
-        from ``moments(x_float64, axes, n) -> (mean, biased var, unbias factor)``."""
-        shape = self._channel_shape(x.ndim)
-        axes = tuple(i for i in range(x.ndim) if i != self._axis)
-        mean, var, unbias = moments(x.float64(), axes, x.numel() // self.num_features)
-        scale = (self.weight.reshape(shape).float64() / (var + self.eps).sqrt()).float32()
-        y = (x - mean.float32()) * scale + self.bias.reshape(shape)
-        return (nn.relu(y) if relu else y), mean, var, unbias
+class _GraphBatchNormTrain(jt.Function):
+    """Training-mode BatchNorm as Jittor graph ops (CUDA; MPI) with the CPU kernels'
+    arithmetic: float64 channel sums, ``y = (x - float32(mean)) * float32(weight /
+    sqrt(var + eps)) + bias`` in float32, and the backward pass written out in float64.
+    Jittor's autodiff of the forward would add float32 terms that nearly cancel (dy * scale
+    and its channel mean): 1e-2 relative error in a ResNet's deeper gradients.
+
+    With ``all_reduce`` (MPI) the sums are those of the global batch, every process's shard
+    (as PyTorch's SyncBatchNorm); the weight and bias gradients stay each process's part,
+    which training all-reduces with the other parameters'. ``count``: the batch size (a Var
+    under MPI)."""
+
+    def __init__(self, axis, eps, relu, all_reduce=None):
+        self.axis, self.eps, self.relu, self.all_reduce = axis, eps, relu, all_reduce
+
+    def _global(self, *sums):
+        """Per-channel ``sums``, over every process under MPI."""
+        if self.all_reduce is None:
+            return list(sums)
+        c = sums[0].shape[0]
+        total = self.all_reduce(jt.concat(list(sums)))
+        return [total[i * c:(i + 1) * c] for i in range(len(sums))]
+
+    def execute(self, x, weight, bias):
+        c = x.shape[self.axis]
+        self.axes = tuple(i for i in range(x.ndim) if i != self.axis)
+        self.shape = [c if i == self.axis else 1 for i in range(x.ndim)]
+        xd = x.float64()
+        self.count = x.numel() // c
+        if self.all_reduce is not None:
+            from core.distributed import float64_var
+            total = self.all_reduce(jt.concat([xd.sum(dims=self.axes),
+                                               float64_var([self.count])]))
+            sums, self.count = total[:c], total[c:]
+        else:
+            sums = xd.sum(dims=self.axes)
+        mean = (sums / self.count).reshape(self.shape)
+        var = self._global(((xd - mean) ** 2).sum(dims=self.axes))[0] / self.count
+        invstd = (1.0 / (var + self.eps).sqrt()).reshape(self.shape)
+        y = (x - mean.float32()) * (weight.reshape(self.shape).float64() * invstd).float32() \
+            + bias.reshape(self.shape)
+        if self.relu:
+            y = nn.relu(y)
+        self.saved = (x, mean, invstd, weight, y if self.relu else None)
+        return y, mean.reshape(-1), var
+
+    def grad(self, dy, *_):
+        if dy is None:
+            return None, None, None
+        x, mean, invstd, weight, y = self.saved
+        g = dy.float64()
+        if self.relu:
+            g = g * (y > 0)
+        xc = x.float64() - mean
+        local = [g.sum(dims=self.axes), (g * xc).sum(dims=self.axes)]
+        dweight = (local[1] * invstd.reshape(-1)).float32()  # sum(dy * xhat)
+        dbias = local[0].float32()
+        sg, sgx = self._global(*local)
+        dmean = (sg / self.count).reshape(self.shape)
+        dproj = (sgx / self.count).reshape(self.shape) * invstd * invstd
+        dx = (g - dmean - xc * dproj) * (weight.reshape(self.shape).float64() * invstd)
+        return dx.float32(), dweight, dbias
+
+
+def _as3(x, outer, channels):
+    """``x`` viewed ``[outer, C, inner]`` for the kernels (None stays None)."""
+    return None if x is None else x.reshape(outer, channels, -1)
+
+
+def _add_relu(y, residual, relu):
+    y = y + residual if residual is not None else y
+    return nn.relu(y) if relu else y
 
 
 class Conv3d(nn.Module):
@@ -141,10 +228,10 @@ class Conv3d(nn.Module):
     def execute(self, x):
         if self.kernel_size == (1, 1, 1) and self.padding == (0, 0, 0):
             return self._pointwise(x, direct=not needs_grad(x, self.weight))
-        if jt.flags.use_cuda and jt.compile_extern.cudnn is not None:
-            return jt.cudnn.ops.cudnn_conv3d(x, self.weight, *self.stride, *self.padding,
-                                             1, 1, 1, 1, "ndhwc")
-        if not jt.flags.use_cuda and onednn_ops() is not None:
+        if _device.cuda and _device.cudnn is not None:
+            return _device.cudnn.cudnn_conv3d(x, self.weight, *self.stride, *self.padding,
+                                              1, 1, 1, 1, "ndhwc")
+        if not _device.cuda and onednn_ops() is not None:
             return conv3d_ndhwc(x, self.weight, self.stride, self.padding)
         return self._temporal_sum(x)
 
@@ -158,9 +245,9 @@ class Conv3d(nn.Module):
         n, t, h, w, c = x.shape
         weight = self.weight.reshape(self.weight.shape[0], c)
         x2 = x.reshape(n * t * h * w, c)
-        if direct and jt.flags.use_cuda and jt.compile_extern.cublas_ops is not None:
-            y = jt.compile_extern.cublas_ops.cublas_matmul(x2, weight, 0, 1)
-        elif direct and not jt.flags.use_cuda and jt.compile_extern.mkl_ops is not None:
+        if direct and _device.cuda and _device.cublas is not None:
+            y = _device.cublas.cublas_matmul(x2, weight, 0, 1)
+        elif direct and not _device.cuda and jt.compile_extern.mkl_ops is not None:
             y = jt.mkl_ops.mkl_matmul(x2, weight, False, True)
         else:
             y = jt.matmul(x2, weight.transpose(1, 0))
@@ -197,21 +284,52 @@ def max_pool(x, kernel_size, stride, padding, axes):
     Channels-last inputs on the CPU (``[N, T, H, W, C]`` over axes 1-3, ``[N, H, W, C]``
     over axes 1-2) go to the OpenMP kernels of ``models/kernels/maxpool.py``. Elsewhere:
     one gather of every window (positions outside read -inf) reduced by max, which Jittor
-    fuses into one kernel."""
+    fuses into one kernel (``_GatherMaxPool``)."""
     axes = tuple(axes)
-    if not jt.flags.use_cuda and x.dtype == "float32" and axes == tuple(range(1, x.ndim - 1)):
+    if not _device.cuda and x.dtype == "float32" and axes == tuple(range(1, x.ndim - 1)):
         pad = 5 - x.ndim  # 2D pooling is 3D pooling of depth 1
         x5 = x.reshape(x.shape[:1] + (1,) * pad + tuple(x.shape[1:]))
         y = max_pool_ndhwc(x5, (1,) * pad + tuple(kernel_size), (1,) * pad + tuple(stride),
                            (0,) * pad + tuple(padding))
         return y.reshape(y.shape[:1] + tuple(y.shape[1 + pad:]))
-    shape, index, window = list(x.shape), [f"i{d}" for d in range(x.ndim)], []
-    for j, (axis, k, s, p) in enumerate(zip(axes, kernel_size, stride, padding)):
-        shape[axis] = (x.shape[axis] + 2 * p - k) // s + 1
-        index[axis] = f"i{axis}*{s}+i{x.ndim + j}-{p}"
-        window.append(k)
-    windows = x.reindex(shape + window, index, overflow_value=float("-inf"))
-    return windows.max(dims=tuple(range(x.ndim, x.ndim + len(window))))
+    pool = _GatherMaxPool(x.shape, kernel_size, stride, padding, axes)
+    return pool(x) if needs_grad(x) else pool.windows(x).max(dims=pool.window_dims)
+
+
+class _GatherMaxPool(jt.Function):
+    """Gather-max pooling whose gradient goes to the first maximum of each window in window
+    order, as in PyTorch (Jittor's own gradient of max gives it to every tie: to each zero
+    of an all-zero window, say). The forward pass also finds, in a second fused reduction,
+    the window offset of that maximum, and keeps only it (int32, one per output)."""
+
+    def __init__(self, x_shape, kernel_size, stride, padding, axes):
+        self.x_shape, ndim = tuple(x_shape), len(x_shape)
+        self.shape, self.index = list(x_shape), [f"i{d}" for d in range(ndim)]
+        self.window, self.back = [], list(self.index)
+        sizes = [int(math.prod(kernel_size[j + 1:])) for j in range(len(axes))]
+        outputs = ",".join(self.index)
+        for j, (axis, k, s, p) in enumerate(zip(axes, kernel_size, stride, padding)):
+            self.shape[axis] = (x_shape[axis] + 2 * p - k) // s + 1
+            self.index[axis] = f"i{axis}*{s}+i{ndim + j}-{p}"
+            self.back[axis] = f"i{axis}*{s}+@e0({outputs})/{sizes[j]}%{k}-{p}"
+            self.window.append(k)
+        self.window_dims = tuple(range(ndim, ndim + len(axes)))
+        self.sizes = sizes
+
+    def windows(self, x):
+        return x.reindex(self.shape + self.window, self.index, overflow_value=float("-inf"))
+
+    def execute(self, x):
+        windows = self.windows(x)
+        y = windows.max(dims=self.window_dims)
+        offset = sum(jt.index(windows.shape, d) * m for d, m in zip(self.window_dims, self.sizes))
+        at_max = windows == y.broadcast(windows.shape, self.window_dims)
+        self.first = jt.ternary(at_max, offset, math.prod(self.window)).min(dims=self.window_dims)
+        return y
+
+    def grad(self, dy):
+        # a window that is all padding points outside x, which reindex_reduce skips
+        return dy.reindex_reduce("add", self.x_shape, self.back, extras=[self.first])
 
 
 def _pad_axis(x, axis, before, after, value):
@@ -248,10 +366,10 @@ class Conv2d(nn.Module):
             torch_default_uniform(self.weight, in_channels * int(math.prod(self.kernel_size)))
 
     def execute(self, x):
-        if jt.flags.use_cuda and jt.compile_extern.cudnn is not None:
-            return jt.cudnn.ops.cudnn_conv(x, self.weight, *self.stride, *self.padding,
-                                           1, 1, 1, "acdb", "oihw", "acdb")
-        if not jt.flags.use_cuda and onednn_ops() is not None:
+        if _device.cuda and _device.cudnn is not None:
+            return _device.cudnn.cudnn_conv(x, self.weight, *self.stride, *self.padding,
+                                            1, 1, 1, "acdb", "oihw", "acdb")
+        if not _device.cuda and onednn_ops() is not None:
             # as a 3D convolution of depth 1
             n, h, w, c = x.shape
             o = self.weight.shape[0]

@@ -3,14 +3,15 @@
 Its first convolution is the release's Conv2d(1, 64, (7, 1), stride (2, 1), padding (3, 0)),
 and it ends with AvgPool2d((8, 2)). It runs channels last, on ``[N, H, W, C]``, with the
 3D ResNets' ``BasicBlock`` in two dimensions. ``audio_resnet18`` returns the
-``nn.Sequential`` whose children 0-8 are conv1, bn1, relu, maxpool, layer1..layer4,
-avgpool: the release's ``a_resnet`` key for key, so torchvision's ImageNet weights load
-into children 1 and 4-7.
+``nn.Sequential`` (a ``FusedSequential``: bn1 and relu run as one kernel) whose
+children 0-8 are conv1, bn1, relu, maxpool, layer1..layer4, avgpool (listed by name
+in its ``child_names``): the release's ``a_resnet`` key for key, so torchvision's
+ImageNet weights load into all of them but the replaced conv1.
 """
 from jittor import nn
 
 from models.layers import BatchNorm, Conv2d, max_pool
-from models.resnet3d import BasicBlock
+from models.resnet3d import BasicBlock, FusedSequential, named_sequential
 
 
 def _bn(channels):
@@ -50,9 +51,9 @@ def _make_layer(inplanes, planes, blocks, stride):
 
 
 def audio_resnet18():
-    return nn.Sequential(
-        Conv2d(1, 64, (7, 1), (2, 1), (3, 0), init="default"),
-        _bn(64), nn.ReLU(), MaxPool2d(),
-        _make_layer(64, 64, 2, 1), _make_layer(64, 128, 2, 2),
-        _make_layer(128, 256, 2, 2), _make_layer(256, 512, 2, 2),
-        AvgPool2d((8, 2)))
+    return named_sequential(FusedSequential, {
+        "conv1": Conv2d(1, 64, (7, 1), (2, 1), (3, 0), init="default"),
+        "bn1": _bn(64), "relu": nn.ReLU(), "maxpool": MaxPool2d(),
+        "layer1": _make_layer(64, 64, 2, 1), "layer2": _make_layer(64, 128, 2, 2),
+        "layer3": _make_layer(128, 256, 2, 2), "layer4": _make_layer(256, 512, 2, 2),
+        "avgpool": AvgPool2d((8, 2))})

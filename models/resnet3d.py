@@ -5,6 +5,10 @@ channels last, ``[N, T, H, W, C]``, where oneDNN/cuDNN run NHWC convolutions wit
 and a 1x1x1 convolution is one matrix product (see ``models.layers.Conv3d``).
 ``resnet3d_backbone`` returns the ``nn.Sequential`` whose children 0-7 are conv1, bn1, relu,
 maxpool, layer1..layer4 — the release's ``resnet`` (avgpool and fc dropped) key for key.
+Its ``child_names`` lists those names in order: the release's state dict numbers the
+children (``resnet.4`` is layer1), Hara et al.'s Kinetics checkpoints name them, and the
+weight adapter in ``model.py`` goes from one to the other through this list.
+Each block's last BatchNorm also adds the shortcut and applies the ReLU, in one kernel.
 """
 from jittor import nn
 
@@ -40,9 +44,9 @@ class BasicBlock(nn.Module):
 
     def execute(self, x):
         out = self.bn1(self.conv1(x), relu=True)
-        out = self.bn2(self.conv2(out))
+        out = self.conv2(out)
         residual = self.downsample(x) if self.downsample is not None else x
-        return nn.relu(out + residual)
+        return self.bn2(out, relu=True, residual=residual)  # relu(bn2(out) + residual)
 
 
 class Bottleneck(nn.Module):
@@ -61,9 +65,9 @@ class Bottleneck(nn.Module):
     def execute(self, x):
         out = self.bn1(self.conv1(x), relu=True)
         out = self.bn2(self.conv2(out), relu=True)
-        out = self.bn3(self.conv3(out))
+        out = self.conv3(out)
         residual = self.downsample(x) if self.downsample is not None else x
-        return nn.relu(out + residual)
+        return self.bn3(out, relu=True, residual=residual)  # relu(bn3(out) + residual)
 
 
 class MaxPool3d(nn.Module):
@@ -73,15 +77,30 @@ class MaxPool3d(nn.Module):
         return max_pool(x, (3, 3, 3), (2, 2, 2), (1, 1, 1), axes=(1, 2, 3))
 
 
-class ChannelsLastSequential(nn.Sequential):
-    """An ``nn.Sequential`` (same children, same state-dict keys) that takes and returns
-    ``[N, T, C, H, W]`` and runs its children on ``[N, T, H, W, C]``."""
+class FusedSequential(nn.Sequential):
+    """An ``nn.Sequential`` (same children, same state-dict keys) that runs a BatchNorm
+    followed by a ReLU as one BatchNorm call with the ReLU fused in."""
 
     def execute(self, x):
-        x = x.transpose(0, 1, 3, 4, 2)
-        for layer in self.layers.values():
-            x = layer(x)
-        return x.transpose(0, 1, 4, 2, 3)
+        layers = list(self.layers.values())
+        i = 0
+        while i < len(layers):
+            if (isinstance(layers[i], BatchNorm) and i + 1 < len(layers)
+                    and isinstance(layers[i + 1], nn.ReLU)):
+                x = layers[i](x, relu=True)
+                i += 2
+            else:
+                x = layers[i](x)
+                i += 1
+        return x
+
+
+class ChannelsLastSequential(FusedSequential):
+    """A ``FusedSequential`` that takes and returns ``[N, T, C, H, W]`` and runs its
+    children on ``[N, T, H, W, C]``."""
+
+    def execute(self, x):
+        return super().execute(x.transpose(0, 1, 3, 4, 2)).transpose(0, 1, 4, 2, 3)
 
 
 def _make_layer(block, inplanes, planes, blocks, stride):
@@ -95,18 +114,26 @@ def _make_layer(block, inplanes, planes, blocks, stride):
     return nn.Sequential(*layers)
 
 
+def named_sequential(cls, children):
+    """``cls(*children.values())`` that remembers the children's names as ``child_names``."""
+    seq = cls(*children.values())
+    seq.child_names = tuple(children)
+    return seq
+
+
 def resnet3d_backbone(depth=101):
     """conv1, bn1, relu, maxpool, layer1..layer4 of a 3D ResNet of the given depth."""
     if depth not in DEPTHS:
         raise ValueError(f"resnet_depth must be one of {sorted(DEPTHS)}, got {depth}")
     kind, counts = DEPTHS[depth]
     block = BasicBlock if kind == "basic" else Bottleneck
-    layers = [Conv3d(3, 64, 7, (1, 2, 2), 3), _bn(64), nn.ReLU(), MaxPool3d()]
+    children = {"conv1": Conv3d(3, 64, 7, (1, 2, 2), 3), "bn1": _bn(64), "relu": nn.ReLU(),
+                "maxpool": MaxPool3d()}
     inplanes = 64
     for i, (planes, count) in enumerate(zip((64, 128, 256, 512), counts)):
-        layers.append(_make_layer(block, inplanes, planes, count, 1 if i == 0 else 2))
+        children[f"layer{i + 1}"] = _make_layer(block, inplanes, planes, count, 1 if i == 0 else 2)
         inplanes = planes * block.expansion
-    return ChannelsLastSequential(*layers)
+    return named_sequential(ChannelsLastSequential, children)
 
 
 def output_channels(depth):

@@ -4,7 +4,8 @@ Visual stream: a frozen 3D ResNet over ``seq_len`` snippets, then spatial (``sa_
 channel-wise (``cwa_net``) and temporal (``ta_net``) attention. Audio stream: a 2D
 ResNet-18 over ``audio_n_segments`` MFCC segments with temporal attention (``aa_net``).
 ``av_fc`` classifies the concatenation. Module and parameter names are the release's, so
-``state_dict()`` keys equal its checkpoints' keys.
+``state_dict()`` keys equal its checkpoints' keys. The layers follow docs/release.md ("The
+model"); ``model.py`` builds one from the command-line options or a checkpoint.
 
     model = VAANet(n_classes=8, seq_len=12, resnet_depth=101)
     logits, alpha, beta, gamma = model(visual, audio)
@@ -15,7 +16,7 @@ from jittor import nn
 
 from models.layers import BatchNorm, Conv1d, Linear
 from models.resnet2d import audio_resnet18
-from models.resnet3d import output_channels, output_positions, resnet3d_backbone
+from models.resnet3d import FusedSequential, output_channels, output_positions, resnet3d_backbone
 
 
 class _Attention(nn.Module):
@@ -47,7 +48,7 @@ class VAANet(nn.Module):
         self.resnet = resnet3d_backbone(resnet_depth)
         for p in self.resnet.parameters():
             p.requires_grad = False
-        self.conv0 = nn.Sequential(
+        self.conv0 = FusedSequential(
             Conv1d(output_channels(resnet_depth), self.ft_channels),
             BatchNorm(self.ft_channels), nn.ReLU())
         self.sa_net = _Attention(self.ft_channels, self.n_positions, fc_bias=False)
@@ -122,12 +123,3 @@ class VAANet(nn.Module):
         Aa = nn.relu(self.aa_net.scores(x))                            # [B, 16]
         return (x * Aa.unsqueeze(1)).mean(dim=2)                       # [B, 256]
 
-
-def generate_model(config):
-    """A VAANet configured from ``config``: the command-line options (an argparse
-    Namespace) or a dict holding the same keys (e.g. a checkpoint's saved options)."""
-    get = config.get if isinstance(config, dict) else lambda k: getattr(config, k)
-    return VAANet(snippet_duration=get("snippet_duration"), sample_size=get("sample_size"),
-                  n_classes=get("n_classes"), seq_len=get("seq_len"),
-                  audio_embed_size=get("audio_embed_size"),
-                  audio_n_segments=get("audio_n_segments"), resnet_depth=get("resnet_depth"))

@@ -1,14 +1,23 @@
-"""Shared pytest fixtures."""
+"""Shared pytest fixtures.
+
+PyTorch (the tests' reference) is imported here, before anything imports Jittor: the port
+keeps Jittor from importing PyTorch itself (``core/jittor_setup.py``), and PyTorch loaded
+after Jittor's libraries could bind to their symbols.
+"""
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
+import torch  # noqa: F401  (first; see above)
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="session")
 def ffmpeg_exe():
     """Path of the ffmpeg binary the tools use (imageio-ffmpeg's static build by default)."""
-    from tools.media import find_ffmpeg
+    from datasets.media import find_ffmpeg
 
     return find_ffmpeg()
 
@@ -36,3 +45,22 @@ def make_video(ffmpeg_exe):
         return path
 
     return _make
+
+
+@pytest.fixture(scope="session")
+def demo_data(tmp_path_factory):
+    """A tiny prepared VE-8-layout dataset made by the project's own tools, as ``make demo``
+    makes one: the synthetic videos of ``tools/make_demo_dataset.py`` (2 training and 1
+    test video of 1 s per class: 16 + 8 videos), prepared by ``tools/prepare_dataset.py``.
+    Returns its root folder. Tests share it: they may fill its MFCC cache, but must copy it
+    before changing anything else."""
+    base = tmp_path_factory.mktemp("demo_data")
+    raw, root = base / "raw", base / "data"
+    for cmd in (["tools/make_demo_dataset.py", "--dst", raw, "--per_class_train", "2",
+                 "--per_class_test", "1", "--seconds", "1", "--workers", "2", "--no_progress"],
+                ["tools/prepare_dataset.py", "--src", raw, "--dst", root, "--split_dir",
+                 raw / "splits", "--workers", "2", "--no_progress"]):
+        r = subprocess.run([sys.executable, *map(str, cmd)], cwd=REPO, capture_output=True,
+                           text=True, timeout=600)
+        assert r.returncode == 0, r.stdout + r.stderr
+    return root

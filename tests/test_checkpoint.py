@@ -1,6 +1,6 @@
-"""core.pth (PyTorch files without torch) and core.checkpoint (weights, pretrained
-backbones, the project's own .npz checkpoints). Files are written with the real
-torch.save (test-only dependency) in both of its formats."""
+"""core.pth (PyTorch files without torch) and core.checkpoint (weights, the project's own
+.npz checkpoints). Files are written with the real torch.save (test-only dependency) in
+both of its formats."""
 import io
 import os
 import pickle
@@ -426,82 +426,6 @@ def test_load_weights_mismatch_lists_all_keys(tmp_path, make_model):
     assert [m[0] for m in report.mismatched] == ["av_fc.weight"]
     np.testing.assert_array_equal(model.state_dict()["av_fc.weight"].numpy(), before)
     assert_model_has(model, sd, ["conv0.0.weight", "resnet.7.0.bn2.running_var"])
-
-
-VISUAL_MAP = [("resnet.0.", "conv1."), ("resnet.1.", "bn1."), ("resnet.4.", "layer1."),
-              ("resnet.5.", "layer2."), ("resnet.6.", "layer3."), ("resnet.7.", "layer4.")]
-AUDIO_MAP = [("a_resnet.1.", "bn1."), ("a_resnet.4.", "layer1."), ("a_resnet.5.", "layer2."),
-             ("a_resnet.6.", "layer3."), ("a_resnet.7.", "layer4.")]
-
-
-def rename(sd, mapping):
-    out = OrderedDict()
-    for k, v in sd.items():
-        for ours, theirs in mapping:
-            if k.startswith(ours):
-                out[theirs + k[len(ours):]] = v
-    return out
-
-
-def test_pretrained_visual_kinetics(tmp_path, make_model):
-    model = make_model()
-    flags = grad_flags(model)
-    ours = torch_state_from(model, seed=2)
-    hara = rename(ours, VISUAL_MAP)
-    # old (PyTorch 0.3) files have no num_batches_tracked
-    hara = OrderedDict((k, v) for k, v in hara.items() if "num_batches" not in k)
-    # the names and shapes of Hara et al.'s ResNet-10
-    assert tuple(hara["conv1.weight"].shape) == (64, 3, 7, 7, 7)
-    assert tuple(hara["layer1.0.conv1.weight"].shape) == (64, 64, 3, 3, 3)
-    assert tuple(hara["layer2.0.downsample.0.weight"].shape) == (128, 64, 1, 1, 1)
-    assert "layer4.0.downsample.1.running_var" in hara and "bn1.running_mean" in hara
-    hara["fc.weight"] = torch.randn(400, 512)
-    hara["fc.bias"] = torch.randn(400)
-    hara = OrderedDict(("module." + k, v) for k, v in hara.items())
-    path = tsave({"epoch": 200, "arch": "resnet-10", "state_dict": hara,
-                  "optimizer": {"state": {}, "param_groups": [{"lr": 0.1, "params": [0]}]}},
-                 tmp_path / "resnet-10-kinetics.pth", "legacy")
-    untouched = model.state_dict()["conv0.0.weight"].numpy().copy()
-    report = ckpt.load_pretrained_visual(model, path)
-    backbone = [k for k in ours if k.startswith("resnet.") and "num_batches" not in k]
-    assert sorted(report.loaded) == sorted(backbone)
-    assert_model_has(model, ours, backbone)
-    np.testing.assert_array_equal(model.state_dict()["conv0.0.weight"].numpy(), untouched)
-    assert grad_flags(model) == flags
-
-    del hara["module.layer3.0.bn1.weight"]
-    hara["module.layer2.0.conv2.weight"] = torch.zeros(128, 128, 3, 3)
-    tsave({"state_dict": hara}, tmp_path / "broken.pth", "legacy")
-    with pytest.raises(ckpt.WeightsMismatchError) as e:
-        ckpt.load_pretrained_visual(model, tmp_path / "broken.pth")
-    assert "resnet.6.0.bn1.weight [256]" in str(e.value)
-    assert "resnet.5.0.conv2.weight file [128, 128, 3, 3] vs model [128, 128, 3, 3, 3]" \
-        in str(e.value)
-
-
-def test_pretrained_audio_imagenet(tmp_path, make_model):
-    model = make_model()
-    flags = grad_flags(model)
-    ours = torch_state_from(model, seed=3)
-    tv = OrderedDict([("conv1.weight", torch.randn(64, 3, 7, 7))])
-    tv.update(rename(ours, AUDIO_MAP))
-    assert tuple(tv["layer2.0.downsample.0.weight"].shape) == (128, 64, 1, 1)
-    assert tuple(tv["layer4.1.conv2.weight"].shape) == (512, 512, 3, 3)
-    tv["fc.weight"] = torch.randn(1000, 512)
-    tv["fc.bias"] = torch.randn(1000)
-    path = tsave(tv, tmp_path / "resnet18-f37072fd.pth", "zip")
-    conv1 = model.state_dict()["a_resnet.0.weight"].numpy().copy()
-    report = ckpt.load_pretrained_audio(model, path)
-    filled = [k for k in ours if k.startswith("a_resnet.") and not k.startswith("a_resnet.0.")]
-    assert sorted(report.loaded) == sorted(filled)
-    assert_model_has(model, ours, filled)
-    np.testing.assert_array_equal(model.state_dict()["a_resnet.0.weight"].numpy(), conv1)
-    assert grad_flags(model) == flags
-
-    del tv["layer1.1.bn2.running_var"]
-    tsave(tv, tmp_path / "partial.pth", "zip")
-    with pytest.raises(ckpt.WeightsMismatchError, match=r"a_resnet\.4\.1\.bn2\.running_var"):
-        ckpt.load_pretrained_audio(model, tmp_path / "partial.pth")
 
 
 # --------------------------------------------------------------------------------------

@@ -13,9 +13,11 @@ import imageio_ffmpeg
 
 from opts import parse_opts
 from datasets.audio import MFCCCache, mfcc_features
+from datasets.catalog import DATASETS
 from datasets.ve8 import VE8Dataset, DatasetError, order_permutation
 
-VE8 = ["Anger", "Anticipation", "Disgust", "Fear", "Joy", "Sadness", "Surprise", "Trust"]
+VE8_FACTS = DATASETS["ve8"]
+VE8 = list(VE8_FACTS.classes.names)
 SEQ, DUR, SIZE = 3, 4, 16
 
 
@@ -64,14 +66,14 @@ VIDEOS = [
 def make_root(root, mp3_pool, videos=VIDEOS, extra_db=None):
     db = {}
     for k, (vid, cls, subset, n, w, h) in enumerate(videos):
-        make_frames(os.path.join(root, "VideoEmotion8--imgs", cls, vid), n, w, h, seed=k)
-        dst = os.path.join(root, "VideoEmotion8--mp3", cls, vid + ".mp3")
+        make_frames(os.path.join(root, VE8_FACTS.frames_folder, cls, vid), n, w, h, seed=k)
+        dst = os.path.join(root, VE8_FACTS.audio_folder, cls, vid + ".mp3")
         os.makedirs(os.path.dirname(dst), exist_ok=True)
         shutil.copy(mp3_pool[k % len(mp3_pool)], dst)
         db[vid] = {"subset": subset, "annotations": {"label": cls}}
     db.update(extra_db or {})
-    with open(os.path.join(root, "ve8_01.json"), "w") as f:
-        json.dump({"labels": VE8, "database": db}, f)
+    with open(os.path.join(root, VE8_FACTS.annotation_file(1)), "w") as f:
+        json.dump({"labels": VE8, "database": db}, f)  # a release-made json: no polarity
     return root
 
 
@@ -85,8 +87,9 @@ def dataset(root, subset, **kw):
     kw.setdefault("snippet_duration", DUR)
     kw.setdefault("sample_size", SIZE)
     kw.setdefault("audio_cache", os.path.join(root, "mfcc_cache"))
-    return VE8Dataset(os.path.join(root, "VideoEmotion8--imgs"), os.path.join(root, "VideoEmotion8--mp3"),
-                      os.path.join(root, "ve8_01.json"), subset, **kw)
+    return VE8Dataset(os.path.join(root, VE8_FACTS.frames_folder),
+                      os.path.join(root, VE8_FACTS.audio_folder),
+                      os.path.join(root, VE8_FACTS.annotation_file(1)), subset, **kw)
 
 
 # ---------------------------------------------------------------- options
@@ -122,6 +125,17 @@ def test_opts_ek6_switch_and_overrides(tmp_path):
     assert o.audio_cache is None
     assert parse_opts(["--no_audio_cache"]).audio_cache is None
     assert parse_opts(["--dl"]).dl
+
+
+def test_opts_carry_the_dataset_classes():
+    o = parse_opts([])
+    assert o.class_names == VE8 and o.positive_classes == ["Anticipation", "Joy", "Surprise", "Trust"]
+    o = parse_opts(["--dataset", "ek6"])
+    assert o.class_names == ["anger", "disgust", "fear", "joy", "sadness", "surprise"]
+    assert o.positive_classes == ["joy", "surprise"]
+    # another number of classes than the dataset's: named by index, polarity unknown
+    o = parse_opts(["--n_classes", "3"])
+    assert o.class_names == ["class_0", "class_1", "class_2"] and o.positive_classes is None
 
 
 def test_opts_every_flag_has_help():
@@ -208,6 +222,35 @@ def test_items_shapes_dtypes_targets(root):
     assert ds15.data[0]["frame_indices"] == list(range(1, 23, 2))
 
 
+def test_classes_come_from_the_annotation(tmp_path, mp3_pool):
+    # a release-made json names VE-8's classes without polarity: the table's applies
+    r = make_root(str(tmp_path / "release"), mp3_pool, VIDEOS[:1])
+    ds = dataset(r, "training")
+    assert ds.labels == VE8 and ds.classes.positive == ("Anticipation", "Joy", "Surprise", "Trust")
+    # an annotation that states its own classes and polarity is taken at its word
+    r = make_root(str(tmp_path / "own"), mp3_pool, VIDEOS[:1])
+    ann_path = os.path.join(r, VE8_FACTS.annotation_file(1))
+    with open(ann_path) as f:
+        ann = json.load(f)
+    ann.update(labels=["Anger", "Calm"], positive_classes=["Calm"])
+    with open(ann_path, "w") as f:
+        json.dump(ann, f)
+    ds = dataset(r, "training")
+    assert ds.classes.names == ("Anger", "Calm") and ds.classes.positive == ("Calm",)
+    assert ds.classes.positive_mask().tolist() == [False, True]
+    assert ds.classes.polarity_of(0) == "negative" and ds[0][1] == 0
+    ann.update(positive_classes=None)  # polarity unknown
+    with open(ann_path, "w") as f:
+        json.dump(ann, f)
+    ds = dataset(r, "training")
+    assert not ds.classes.has_polarity and ds.classes.positive_mask() is None
+    ann.update(positive_classes=["Joy"])  # not one of its classes
+    with open(ann_path, "w") as f:
+        json.dump(ann, f)
+    with pytest.raises(DatasetError, match="Joy"):
+        dataset(r, "training")
+
+
 def test_eval_items_identical_across_calls_and_match_transforms(root):
     from transforms.spatial import EvalSpatialTransform
     from transforms.temporal import TSN
@@ -249,7 +292,7 @@ def test_one_spatial_draw_per_video(tmp_path, mp3_pool):
     # every frame identical -> every frame of the sample identical, whatever the draw
     vids = [("same", "Joy", "training", 40, 48, 36)]
     r = make_root(str(tmp_path), mp3_pool, vids)
-    make_frames(os.path.join(r, "VideoEmotion8--imgs", "Joy", "same"), 40, seed=9, same=True)
+    make_frames(os.path.join(r, VE8_FACTS.frames_folder, "Joy", "same"), 40, seed=9, same=True)
     ds = dataset(r, "training", audio_cache=None)
     from datasets.ve8 import item_rng
     seen = set()
@@ -259,8 +302,8 @@ def test_one_spatial_draw_per_video(tmp_path, mp3_pool):
         frames = v.transpose(0, 2, 3, 4, 1).reshape(-1, SIZE, SIZE, 3)
         assert (frames == frames[0]).all()
         rng = item_rng(ds.seed, epoch, 0)
-        ds.temporal(ds.data[0]["frame_indices"], rng)
-        seen.add(ds.spatial.draw(rng)["aug"])
+        ds.recipe.temporal(ds.data[0]["frame_indices"], rng)
+        seen.add(ds.recipe.spatial.draw(rng)["aug"])
     assert len(seen) >= 2
 
 
@@ -282,11 +325,12 @@ def test_all_problems_reported_in_one_error(tmp_path, mp3_pool):
         "ghost": {"subset": "training", "annotations": {"label": "Anger"}},
         "badlabel": {"subset": "training", "annotations": {"label": "Boredom"}},
     })
-    os.remove(os.path.join(r, "VideoEmotion8--mp3", "Joy", "v002.mp3"))
-    with open(os.path.join(r, "VideoEmotion8--imgs", "Trust", "v003", "n_frames"), "w") as f:
+    imgs = os.path.join(r, VE8_FACTS.frames_folder)
+    os.remove(os.path.join(r, VE8_FACTS.audio_folder, "Joy", "v002.mp3"))
+    with open(os.path.join(imgs, "Trust", "v003", "n_frames"), "w") as f:
         f.write("many")
-    os.remove(os.path.join(r, "VideoEmotion8--imgs", "Fear", "v004", "n_frames"))
-    os.remove(os.path.join(r, "VideoEmotion8--imgs", "Sadness", "v005", "000017.jpg"))
+    os.remove(os.path.join(imgs, "Fear", "v004", "n_frames"))
+    os.remove(os.path.join(imgs, "Sadness", "v005", "000017.jpg"))
     with pytest.raises(DatasetError) as err:
         dataset(r, "training")
     msg = str(err.value)
@@ -300,7 +344,7 @@ def test_all_problems_reported_in_one_error(tmp_path, mp3_pool):
 
 def test_videos_without_frames_skipped_with_warning(tmp_path, mp3_pool):
     r = make_root(str(tmp_path), mp3_pool, VIDEOS[:3])
-    make_frames(os.path.join(r, "VideoEmotion8--imgs", "Joy", "v002"), 5, n_frames_text=0)
+    make_frames(os.path.join(r, VE8_FACTS.frames_folder, "Joy", "v002"), 5, n_frames_text=0)
     with pytest.warns(UserWarning, match=r"1 video\(s\).*n_frames <= 0.*v002"):
         ds = dataset(r, "training")
     assert [e["video_id"] for e in ds.data] == ["v,001-a", "v003"]
@@ -353,8 +397,8 @@ def test_loader_workers_match_single_process(root):
     assert all(isinstance(v, str) for v in vid)
 
 
-def test_core_dataset_from_opts(root):
-    from core.dataset import get_training_set, get_validation_set, make_loader
+def test_datasets_from_opts(root):
+    from datasets.factory import get_training_set, get_validation_set, make_loader
     opt = parse_opts(["--root_path", root, "--seq_len", str(SEQ), "--snippet_duration", str(DUR),
                       "--sample_size", str(SIZE), "--n_threads", "0", "--batch_size", "4",
                       "--dl", "--manual_seed", "5"])

@@ -1,4 +1,4 @@
-"""core/evaluate.py, core/report.py and test.py on a tiny prepared demo dataset and a tiny
+"""core/evaluate.py, core/report.py and test.py on the tiny prepared demo dataset and a tiny
 randomly initialised VAANet (ResNet-10, 2 snippets of 4 frames, 32 x 32)."""
 import csv
 import json
@@ -9,10 +9,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from datasets.catalog import DATASETS
+
 REPO = Path(__file__).resolve().parents[1]
 PY = sys.executable
-VE8 = ["Anger", "Anticipation", "Disgust", "Fear", "Joy", "Sadness", "Surprise", "Trust"]
-POSITIVE = {1, 4, 6, 7}
+VE8 = list(DATASETS["ve8"].classes.names)
+VE8_POSITIVE = list(DATASETS["ve8"].classes.positive)
+POSITIVE = {VE8.index(c) for c in VE8_POSITIVE}
 TINY = {"dataset": "ve8", "n_classes": 8, "resnet_depth": 10, "seq_len": 2,
         "snippet_duration": 4, "sample_size": 32, "audio_embed_size": 256,
         "audio_n_segments": 16, "fps": 30}
@@ -26,29 +29,24 @@ def run(args, **kw):
 
 
 @pytest.fixture(scope="module")
-def env(tmp_path_factory):
+def env(tmp_path_factory, demo_data):
     base = tmp_path_factory.mktemp("evaluate")
-    raw, root = base / "raw", base / "data"
-    r = run(["tools/make_demo_dataset.py", "--dst", raw, "--per_class_train", "1",
-             "--per_class_test", "1", "--seconds", "1", "--workers", "2", "--no_progress"])
-    assert r.returncode == 0, r.stderr
-    r = run(["tools/prepare_dataset.py", "--src", raw, "--dst", root, "--split_dir",
-             raw / "splits", "--workers", "2", "--no_progress"])
-    assert r.returncode == 0, r.stderr
+    root = demo_data
 
     from core.jittor_setup import jt
     from core.checkpoint import save_checkpoint
-    from core.evaluate import build_model
+    from model import generate_model
     import torch
 
     jt.set_global_seed(11)
-    model = build_model(TINY)
+    model = generate_model(TINY).eval()
     sd = model.state_dict()
+    # options as an older checkpoint stored them: every dataset path joined to its root
+    ve8 = DATASETS["ve8"]
     opts = dict(TINY, root_path=str(root), result_path=str(base / "results"), expr_name="",
                 loss_func="pcce_ve8", lambda_0=0.5, batch_size=4,
-                video_path=str(root / "VideoEmotion8--imgs"),
-                audio_path=str(root / "VideoEmotion8--mp3"),
-                annotation_path=str(root / "ve8_01.json"))
+                video_path=str(root / ve8.frames_folder), audio_path=str(root / ve8.audio_folder),
+                annotation_path=str(root / ve8.annotation_file(1)))
     npz = base / "tiny.npz"
     save_checkpoint(npz, sd, None, {"epoch": 1, "opts": opts})
     pth = base / "tiny_release.pth"
@@ -65,9 +63,9 @@ def opt_for(root, batch_size=3):
 
 @pytest.fixture(scope="module")
 def evaluated(env):
-    from core.dataset import get_validation_set, make_loader
     from core.evaluate import evaluate
     from core.loss import get_loss
+    from datasets.factory import get_validation_set, make_loader
 
     opt = opt_for(env["root"], batch_size=3)   # 8 videos: batches of 3, 3, 2
     val = make_loader(get_validation_set(opt), opt, shuffle=False)
@@ -136,8 +134,8 @@ def test_evaluate_restores_mode_and_keeps_statistics(evaluated):
 
 
 def test_evaluate_independent_of_batch_size(env, evaluated):
-    from core.dataset import get_validation_set, make_loader
     from core.evaluate import evaluate
+    from datasets.factory import get_validation_set, make_loader
 
     opt = opt_for(env["root"], batch_size=8)
     val = make_loader(get_validation_set(opt), opt, shuffle=False)
@@ -155,7 +153,7 @@ def test_report_consistent(evaluated, tmp_path):
     from core.report import Report
 
     res = evaluated["result"]
-    rep = Report(res, VE8, dataset="ve8")
+    rep = Report(res, VE8, dataset="ve8", positive_classes=VE8_POSITIVE)
     m = rep.metrics
     cm = np.array(m["confusion_matrix"])
     assert cm.shape == (8, 8) and cm.sum() == res.n
@@ -198,12 +196,15 @@ def test_report_metrics_by_hand():
     acc.add([f"v{i}" for i in range(3, 6)], targets[3:], logits[3:], np.ones((3, 2)), 2.0)
     res = acc.result()
     assert res.loss == pytest.approx(1.5) and res.accuracy == pytest.approx(4 / 6)
-    m = Report(res, VE8, "ve8").metrics
+    m = Report(res, VE8, "ve8", positive_classes=VE8_POSITIVE).metrics
     assert m["per_class"][0]["accuracy"] == 0.5 and m["per_class"][1]["accuracy"] == 1.0
     assert m["per_class"][4]["accuracy"] == 0.5 and m["per_class"][2]["accuracy"] is None
     assert m["mean_class_accuracy"] == pytest.approx((0.5 + 1 + 0.5 + 1) / 4)
     assert m["polarity_accuracy"] == pytest.approx(4 / 6)
     assert m["confusion_matrix"][4][5] == 1
+    # classes whose polarity is not known: no polarity accuracy, the rest unchanged
+    unknown = Report(res, VE8, "custom").metrics
+    assert unknown["polarity_accuracy"] is None and unknown["accuracy"] == m["accuracy"]
     # a video seen twice is an error
     acc.add(["v0"], [0], logits[:1], np.ones((1, 2)))
     with pytest.raises(RuntimeError):
@@ -211,7 +212,8 @@ def test_report_metrics_by_hand():
 
 
 def test_plot_curves(tmp_path):
-    from core.report import plot_curves, read_metrics_jsonl
+    from core.experiment import read_metrics
+    from core.report import curves_figure, curves_of, plot_curves
 
     lines = [{"epoch": 1, "split": "train", "loss": 2.0, "acc": 0.1},
              {"epoch": 1, "split": "train", "batch": 3, "loss": 9.0, "acc": 0.0},
@@ -220,11 +222,17 @@ def test_plot_curves(tmp_path):
              {"epoch": 2, "split": "val", "loss": 1.9}]
     path = tmp_path / "metrics.jsonl"
     path.write_text("\n".join(json.dumps(l) for l in lines) + "\n{not json\n\n")
-    data = read_metrics_jsonl(path)
+    data = curves_of(read_metrics(path))
     assert data["train"] == {1: {"loss": 2.0, "acc": 0.1}, 2: {"loss": 1.5, "acc": 0.3}}
     assert data["val"][2] == {"loss": 1.9}
     out = plot_curves(str(path), str(tmp_path / "sub" / "curves.png"))
     assert Path(out).read_bytes()[:4] == b"\x89PNG"
+    # epochs are whole numbers on the axis, also for a 2-epoch run
+    fig = curves_figure(data)
+    for ax in fig.axes:
+        fig.canvas.draw()
+        ticks = [t for t in ax.get_xticks() if ax.get_xlim()[0] <= t <= ax.get_xlim()[1]]
+        assert ticks and all(float(t).is_integer() for t in ticks), ticks
 
 
 # ---------------------------------------------------------------- test.py
@@ -245,6 +253,7 @@ def test_cli_npz_deterministic_and_release_pth(env, evaluated):
     out1 = base / "results" / "tiny" / "test"
     assert {p.name for p in out1.iterdir()} >= {"report.json", "predictions.csv", "confusion.png"}
     assert "top-1 accuracy" in r1.stdout and "polarity accuracy" in r1.stdout
+    assert "Warning" not in r1.stderr
     # 2) the same again, into --out: identical numbers
     out2 = base / "again"
     r2 = run(["test.py", "--resume_path", env["npz"], "--n_threads", "0", "--no_progress",

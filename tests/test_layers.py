@@ -100,9 +100,8 @@ def test_cpu_convolutions_run_on_the_onednn_kernels(monkeypatch):
 @pytest.mark.parametrize("ties", [False, True])
 def test_max_pool_equals_pytorch_with_gradient(ties):
     """The CPU kernels (channels last, 2D and 3D) and the generic gather-max (NCHW); with
-    ties (few distinct values) the gradient goes to the first maximum, as in PyTorch."""
-    if ties and jt.flags.use_cuda:
-        pytest.skip("the kernels are the CPU's; on CUDA the gather-max spreads a tie's gradient")
+    ties (few distinct values) the gradient goes to the first maximum, as in PyTorch, on
+    both paths (on CUDA the channels-last calls take the gather-max too)."""
     rng = np.random.default_rng(0)
 
     def inputs(shape):
@@ -121,8 +120,7 @@ def test_max_pool_equals_pytorch_with_gradient(ties):
 
     x2 = inputs((2, 3, 9, 7))
     check(x2, (0, 2, 3, 1), (1, 2), (3, 3), (2, 2), (1, 1), torch.nn.functional.max_pool2d)
-    if not ties:  # the generic path spreads a tie's gradient over every maximum
-        check(x2, (0, 1, 2, 3), (2, 3), (3, 3), (2, 2), (1, 1), torch.nn.functional.max_pool2d)
+    check(x2, (0, 1, 2, 3), (2, 3), (3, 3), (2, 2), (1, 1), torch.nn.functional.max_pool2d)
     x3 = inputs((2, 4, 5, 6, 6))
     check(x3, (0, 2, 3, 4, 1), (1, 2, 3), (3, 3, 3), (2, 2, 2), (1, 1, 1),
           torch.nn.functional.max_pool3d)

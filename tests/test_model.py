@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from core.jittor_setup import jt
-from core.loss import get_loss, polarity_mask
+from core.loss import get_loss
+from datasets.catalog import polarity_mask
 from core.optimizer import Adam
 from models.vaanet import VAANet
 from tests.torch_reference import TorchVAANet, pcce_loss
@@ -75,11 +76,9 @@ def _rel_l2(x, ref):
 
 
 def _opt(loss_func, n_classes=8, dataset="ve8"):
-    class Opt:
-        pass
-    o = Opt()
-    o.loss_func, o.n_classes, o.dataset, o.lambda_0 = loss_func, n_classes, dataset, 0.5
-    return o
+    from opts import parse_opts
+    return parse_opts(["--loss_func", loss_func, "--n_classes", str(n_classes),
+                       "--dataset", dataset])
 
 
 def test_state_dict_keys_and_shapes_equal_the_release_layout():
@@ -127,6 +126,24 @@ def test_pcce_matches_reference_and_weights_polarity_errors(dataset, positive):
     pcce = get_loss(_opt("pcce_ve8", n, dataset))
     ce1 = get_loss(_opt("ce", n, dataset))(jt.array(one), jt.array([positive[0]])).item()
     assert pcce(jt.array(one), jt.array([positive[0]])).item() == pytest.approx(1.5 * ce1, rel=1e-6)
+
+
+def test_pcce_takes_the_polarity_the_options_carry():
+    """main.py puts the annotation's classes on the options; PCCE follows them, and refuses
+    classes whose polarity is not known."""
+    import opts
+    o = _opt("pcce_ve8", 3)
+    with pytest.raises(ValueError, match="--loss_func ce"):
+        get_loss(o)
+    from datasets.catalog import Classes
+    opts.set_classes(o, Classes(("a", "b", "c"), positive=("c",)))
+    logits = np.array([[0.0, 0.0, 4.0], [4.0, 0.0, 0.0]], np.float32)  # predicts c, a
+    target = np.array([0, 0])
+    ce = get_loss(_opt("ce", 3))(jt.array(logits[:1]), jt.array(target[:1])).item()
+    # sample 0: predicted c (positive) for a (negative): weight 1.5; sample 1 is right
+    ce_right = get_loss(_opt("ce", 3))(jt.array(logits[1:]), jt.array(target[1:])).item()
+    got = get_loss(o)(jt.array(logits), jt.array(target)).item()
+    assert got == pytest.approx((1.5 * ce + ce_right) / 2, rel=1e-6)
 
 
 def test_adam_follows_pytorch_for_several_steps():

@@ -42,7 +42,8 @@ import pytest
 import models.layers
 from core.checkpoint import load_weights
 from core.jittor_setup import jt
-from core.loss import PCCELoss, polarity_mask
+from core.loss import PCCELoss
+from datasets.catalog import polarity_mask
 from models.vaanet import VAANet
 from tests.parity_reference import CONFIG, EVAL_OUTPUTS, distances, load_draw
 
@@ -79,9 +80,9 @@ def _unbiased_normalisation(real):
     """The control's BatchNorm kernel: normalises by the unbiased batch variance, i.e.
     (x - mean) * w / sqrt(var * n / (n - 1) + eps), as the real kernel with a rescaled
     weight and eps (gradients flow to the weight through the rescaling)."""
-    def kernel(x3, weight, bias, eps, relu=False):
+    def kernel(x3, weight, bias, eps, relu=False, residual=None):
         f = (x3.shape[0] * x3.shape[2] - 1) / (x3.shape[0] * x3.shape[2])
-        return real(x3, weight * math.sqrt(f), bias, eps * f, relu)
+        return real(x3, weight * math.sqrt(f), bias, eps * f, relu, residual)
     return kernel
 
 

@@ -9,9 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from datasets.catalog import DATASETS
+
 REPO = Path(__file__).resolve().parents[1]
 PY = sys.executable
-VE8 = ["Anger", "Anticipation", "Disgust", "Fear", "Joy", "Sadness", "Surprise", "Trust"]
+VE8 = list(DATASETS["ve8"].classes.names)
+POSITIVE = [VE8.index(c) for c in DATASETS["ve8"].classes.positive]
 TINY = {"dataset": "ve8", "n_classes": 8, "resnet_depth": 10, "seq_len": 3,
         "snippet_duration": 4, "sample_size": 32, "audio_embed_size": 256,
         "audio_n_segments": 16, "fps": 30}
@@ -28,11 +31,12 @@ def run(args, env=None):
 def ckpt(tmp_path_factory):
     from core.jittor_setup import jt
     from core.checkpoint import save_checkpoint
-    from core.evaluate import build_model
+    from model import generate_model
 
     jt.set_global_seed(5)
-    model = build_model(TINY)
+    model = generate_model(TINY)
     path = tmp_path_factory.mktemp("predict_ckpt") / "tiny.npz"
+    # saved after epoch 2: meta's epoch is the next one to run, as in the release
     save_checkpoint(path, model.state_dict(), None, {"epoch": 3, "opts": dict(TINY)})
     return path
 
@@ -63,9 +67,9 @@ def check_summary(s, n_frames, has_sound, top=3):
     assert s["prediction"] == s["top"][0]
     assert list(s["probabilities"]) == VE8
     assert sum(s["probabilities"].values()) == pytest.approx(1.0, abs=1e-5)
-    pos = sum(s["probabilities"][VE8[i]] for i in (1, 4, 6, 7))
+    pos = sum(s["probabilities"][VE8[i]] for i in POSITIVE)
     assert s["polarity"]["positive_prob"] == pytest.approx(pos, abs=1e-6)
-    assert s["polarity"]["label"] == ("positive" if s["prediction"]["index"] in (1, 4, 6, 7)
+    assert s["polarity"]["label"] == ("positive" if s["prediction"]["index"] in POSITIVE
                                       else "negative")
     assert len(s["snippets"]) == TINY["seq_len"]
     assert sum(sn["weight"] for sn in s["snippets"]) == pytest.approx(1.0, abs=1e-5)
@@ -78,17 +82,18 @@ def check_summary(s, n_frames, has_sound, top=3):
 
 def _evaluation_set(video, root, cfg):
     """The evaluation set holding only ``video`` (prepared as the dataset tools would)."""
+    from datasets.media import extract_audio, extract_frames
     from datasets.ve8 import VE8Dataset
-    from tools.media import extract_audio, extract_frames
 
     vid = "clip, one"
-    extract_frames(video, root / "VideoEmotion8--imgs" / "Joy" / vid)
-    extract_audio(video, root / "VideoEmotion8--mp3" / "Joy" / f"{vid}.mp3")
-    (root / "ve8_01.json").write_text(json.dumps(
-        {"labels": VE8, "database": {vid: {"subset": "validation",
-                                           "annotations": {"label": "Joy"}}}}))
-    return VE8Dataset(str(root / "VideoEmotion8--imgs"), str(root / "VideoEmotion8--mp3"),
-                      str(root / "ve8_01.json"), "validation", seq_len=cfg["seq_len"],
+    ve8 = DATASETS["ve8"]
+    frames, mp3s, ann = (root / ve8.frames_folder, root / ve8.audio_folder,
+                         root / ve8.annotation_file(1))
+    extract_frames(video, frames / "Joy" / vid)
+    extract_audio(video, mp3s / "Joy" / f"{vid}.mp3")
+    ann.write_text(json.dumps({"labels": VE8, "database": {
+        vid: {"subset": "validation", "annotations": {"label": "Joy"}}}}))
+    return VE8Dataset(str(frames), str(mp3s), str(ann), "validation", seq_len=cfg["seq_len"],
                       snippet_duration=cfg["snippet_duration"], sample_size=cfg["sample_size"])
 
 
@@ -105,22 +110,23 @@ def test_sample_equals_evaluation_set(tmp_path, videos):
     work.mkdir()
     ex = predict.extract(str(video), str(work))
     assert ex["n_frames"] == 40 and ex["has_sound"]
-    mine, snippets = predict.build_visual(ex["frames_dir"], predict.frame_indices(40), cfg)
+    mine, my_audio, snippets = predict.sample_of(ex, cfg)
     np.testing.assert_array_equal(mine, visual)
     assert snippets == ds.snippet_indices(0)[0]
-    np.testing.assert_array_equal(predict.audio_features(ex["mp3"]), audio)
+    np.testing.assert_array_equal(my_audio, audio)
 
 
 def test_probabilities_and_gamma_are_the_models_outputs(ckpt, videos, tmp_path, capsys):
     """The reported probabilities and per-snippet gamma are the checkpoint's model's
     outputs on the evaluation set's item for the same video."""
     from core.checkpoint import load_weights
-    from core.evaluate import build_model, softmax
+    from core.evaluate import softmax
     from core.jittor_setup import jt
+    from model import generate_model
 
     s = predict_json(capsys, videos["sound"], "--checkpoint", ckpt)
     visual, _, audio, _ = _evaluation_set(videos["sound"], tmp_path / "root", TINY)[0]
-    model = build_model(TINY)
+    model = generate_model(TINY)
     load_weights(model, str(ckpt))
     model.eval()
     with jt.no_grad():
@@ -142,7 +148,7 @@ def test_with_sound_json_and_report_subprocess(ckpt, videos, tmp_path):
     s = json.loads(r.stdout)
     check_summary(s, 40, True, top=4)
     assert s["video_fps"] == 25 and s["duration_s"] == pytest.approx(1.6, abs=0.05)
-    assert s["checkpoint_epoch"] == 3 and s["config"]["seq_len"] == 3
+    assert s["checkpoint_epoch"] == 2 and s["config"]["seq_len"] == 3
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert list(tmp.iterdir()) == []   # the temporary folder is cleaned up
 
@@ -152,6 +158,7 @@ def test_silent_text_output(ckpt, videos, capsys):
     assert predict.main([str(videos["silent"]), "--checkpoint", str(ckpt)]) == 0
     text = capsys.readouterr().out
     assert "sound: no" in text and "top classes:" in text and "polarity:" in text
+    assert "tiny.npz, epoch 2\n" in text  # the epoch it was saved after
     assert "temporal attention (3 snippets" in text and "#3" in text
     s = predict_json(capsys, videos["silent"], "--checkpoint", ckpt)
     check_summary(s, 40, False)
@@ -173,6 +180,28 @@ def test_long_video(ckpt, videos, capsys):
     assert [sn["frames"][0] for sn in s["snippets"]] == [49, 149, 249]
     assert s["snippets"][0]["start_s"] == pytest.approx(48 / 30, abs=1e-3)
     assert s["snippets"][2]["end_s"] == pytest.approx(252 / 30, abs=1e-3)
+
+
+def test_classes_come_from_the_checkpoint(ckpt, videos, capsys, tmp_path):
+    """A checkpoint that names its classes (as main.py's do) is shown with those names and
+    that polarity; without a polarity there is none to show."""
+    from core.checkpoint import load_checkpoint, save_checkpoint
+
+    names = [f"mood {i}" for i in range(8)]
+    saved = load_checkpoint(ckpt)
+    own = tmp_path / "own.npz"
+    save_checkpoint(own, saved["state_dict"], None, dict(saved["meta"], labels=names,
+                                                          positive_classes=["mood 2", "mood 5"]))
+    s = predict_json(capsys, videos["short"], "--checkpoint", own)
+    assert list(s["probabilities"]) == names
+    assert s["polarity"]["positive_prob"] == pytest.approx(
+        s["probabilities"]["mood 2"] + s["probabilities"]["mood 5"], abs=1e-6)
+    assert s["polarity"]["label"] == ("positive" if s["prediction"]["index"] in (2, 5)
+                                      else "negative")
+    save_checkpoint(own, saved["state_dict"], None, dict(saved["meta"], labels=names,
+                                                          positive_classes=None))
+    s = predict_json(capsys, videos["short"], "--checkpoint", own)
+    assert s["polarity"] == {"label": None, "positive_prob": None, "negative_prob": None}
 
 
 def test_flags_override_checkpoint(ckpt, videos, capsys):

@@ -1,4 +1,5 @@
-"""Dataset preparation tools (tools/): real ffmpeg on tiny synthetic videos."""
+"""Dataset preparation: the ffmpeg library (datasets/media.py) and the tools (tools/), real
+ffmpeg on tiny synthetic videos."""
 import json
 import os
 import subprocess
@@ -11,9 +12,14 @@ from PIL import Image
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from tools.media import (MediaError, count_frames, extract_audio, extract_frames, find_ffmpeg,  # noqa: E402
-                         frames_complete, list_frame_indices, probe, read_n_frames, write_n_frames)
+from datasets.catalog import DATASETS  # noqa: E402
+from datasets.media import (MediaError, count_frames, extract_audio, extract_frames,  # noqa: E402
+                            find_ffmpeg, frames_complete, list_frame_indices, probe,
+                            read_n_frames, stored_n_frames, write_n_frames)
+from tools.jobs import print_list  # noqa: E402
 from tools.ve8_json import read_splits  # noqa: E402
+
+VE8 = DATASETS["ve8"]
 
 SCRIPTS = ["video2jpg.py", "video2mp3.py", "n_frames.py", "ve8_json.py", "prepare_dataset.py",
            "make_demo_dataset.py"]
@@ -109,6 +115,30 @@ def test_write_n_frames_rules(tmp_path):
     before = (d / "n_frames").stat().st_mtime_ns
     assert write_n_frames(d) == 20
     assert (d / "n_frames").stat().st_mtime_ns == before  # unchanged -> not rewritten
+    assert not [n for n in os.listdir(d) if n.startswith(".")]  # no temporary file left
+
+
+def test_n_frames_is_read_as_the_release_reads_it(tmp_path):
+    for text, value in (("30", 30), ("30\n", 30), (" 17.0 ", 17), ("0", 0)):
+        (tmp_path / "n_frames").write_text(text)
+        assert read_n_frames(tmp_path) == value == stored_n_frames(tmp_path)
+    for text in ("many", "", "nan", "inf"):
+        (tmp_path / "n_frames").write_text(text)
+        with pytest.raises(ValueError, match="n_frames"):
+            read_n_frames(tmp_path)
+        assert stored_n_frames(tmp_path) is None
+    (tmp_path / "n_frames").unlink()
+    with pytest.raises(OSError):
+        read_n_frames(tmp_path)
+    assert stored_n_frames(tmp_path) is None
+
+
+def test_print_list_cuts_long_lists(capsys):
+    print_list([f"v{i}" for i in range(5)], limit=3)
+    assert capsys.readouterr().out.splitlines() == ["    v0", "    v1", "    v2",
+                                                    "    ... and 2 more"]
+    print_list(["a", "b"], limit=2, indent="  ")
+    assert capsys.readouterr().out.splitlines() == ["  a", "  b"]
 
 
 def test_silent_mp3_for_video_without_sound(raw, tmp_path):
@@ -136,7 +166,8 @@ def test_json_from_tiny_split(tmp_path):
     assert r.returncode == 0, r.stderr
     got = json.loads(dst.read_text(encoding="utf-8"))
     ann = lambda s, c: {"subset": s, "annotations": {"label": c}}  # noqa: E731
-    assert got == {"labels": ["Anger", "Joy", "Trust"], "database": {
+    # classes that are not a known dataset's: their polarity is not known
+    assert got == {"labels": ["Anger", "Joy", "Trust"], "positive_classes": None, "database": {
         ODD_ID: ann("training", "Joy"), "a,b-c": ann("training", "Anger"),
         "t1": ann("training", "Trust"), "x y, z": ann("validation", "Anger"),
         "11.01.09-j,PA": ann("validation", "Joy"), "t2": ann("validation", "Trust")}}
@@ -147,15 +178,17 @@ def test_json_from_tiny_split(tmp_path):
 
 
 def test_json_shipped_lists():
-    ve8 = read_splits(REPO / "tools" / "annotations" / "ve8").annotation()
+    ve8 = read_splits(VE8.split_dir).annotation()
     assert ve8["labels"] == ["Anger", "Anticipation", "Disgust", "Fear", "Joy", "Sadness",
                              "Surprise", "Trust"]
+    assert ve8["positive_classes"] == ["Anticipation", "Joy", "Surprise", "Trust"]
     subsets = [v["subset"] for v in ve8["database"].values()]
     # 732 + 367 lines; one id is listed under two classes, kept once (the later label)
     assert (subsets.count("training"), subsets.count("validation")) == (731, 367)
     assert ve8["database"]["3527012618_7ceb8fb27b_700"]["annotations"]["label"] == "Fear"
-    ek6 = read_splits(REPO / "tools" / "annotations" / "ek6").annotation()
+    ek6 = read_splits(DATASETS["ek6"].split_dir).annotation()
     assert ek6["labels"] == ["anger", "disgust", "fear", "joy", "sadness", "surprise"]
+    assert ek6["positive_classes"] == ["joy", "surprise"]
     assert len(ek6["database"]) == 1637
     assert ek6["database"]["1000"] == {"subset": "training", "annotations": {"label": "anger"}}
     assert ek6["database"]["1001"]["subset"] == "validation"
@@ -259,7 +292,7 @@ def test_demo_dataset_and_prepare(tmp_path):
     r = run_tool("make_demo_dataset.py", "--dst", raw, "--per_class_train", "2",
                  "--per_class_test", "1", "--seconds", "1", "--workers", "2")
     assert r.returncode == 0, r.stdout + r.stderr
-    classes = ["Anger", "Anticipation", "Disgust", "Fear", "Joy", "Sadness", "Surprise", "Trust"]
+    classes = list(VE8.classes.names)
     assert sorted(p.name for p in raw.iterdir()) == sorted(classes + ["splits"])
     assert sorted(os.listdir(raw / "Joy")) == ["Joy's demo, test no.00.mp4",
                                                "Joy's demo, train no.00.mp4", "joy-train-01.mp4"]
@@ -276,29 +309,31 @@ def test_demo_dataset_and_prepare(tmp_path):
     r = run_tool("prepare_dataset.py", "--src", raw, "--dst", root, "--split_dir", splits, "--workers", "2")
     assert r.returncode == 0, r.stdout + r.stderr
     assert "24 done" in r.stdout
-    assert sorted(os.listdir(root)) == ["VideoEmotion8--imgs", "VideoEmotion8--mp3", "ve8_01.json"]
-    ann = json.loads((root / "ve8_01.json").read_text(encoding="utf-8"))
+    imgs, mp3s, ann_file = root / VE8.frames_folder, root / VE8.audio_folder, root / VE8.annotation_file(1)
+    assert sorted(os.listdir(root)) == sorted(p.name for p in (imgs, mp3s, ann_file))
+    ann = json.loads(ann_file.read_text(encoding="utf-8"))
     assert ann["labels"] == classes and len(ann["database"]) == 24
+    assert ann["positive_classes"] == list(VE8.classes.positive)
     assert ann["database"]["Joy's demo, test no.00"] == {"subset": "validation", "annotations": {"label": "Joy"}}
     assert ann["database"]["joy-train-01"] == {"subset": "training", "annotations": {"label": "Joy"}}
     for vid, v in ann["database"].items():
         cls = v["annotations"]["label"]
-        assert read_n_frames(root / "VideoEmotion8--imgs" / cls / vid) == 30
-        assert probe(root / "VideoEmotion8--mp3" / cls / f"{vid}.mp3").has_audio
-    img = Image.open(root / "VideoEmotion8--imgs" / "Joy" / "joy-train-01" / "000030.jpg")
+        assert read_n_frames(imgs / cls / vid) == 30
+        assert probe(mp3s / cls / f"{vid}.mp3").has_audio
+    img = Image.open(imgs / "Joy" / "joy-train-01" / "000030.jpg")
     assert img.size == (320, 240)
 
     # a listed video without a file is named; the rest is skipped on the re-run
     with open(splits / "trainlist01.txt", "a") as f:
         f.write("Joy/ghost, video 5\n")
-    before = mtimes(root / "VideoEmotion8--imgs")
+    before = mtimes(imgs)
     r = run_tool("prepare_dataset.py", "--src", raw, "--dst", root, "--split_dir", splits, "--workers", "2")
     assert r.returncode == 0, r.stdout + r.stderr
     assert "listed videos with no video file" in r.stderr and "Joy/ghost, video" in r.stderr
     assert "24 skipped" in r.stdout
     assert (root / "ve8_missing_videos.txt").read_text() == "Joy/ghost, video\n"
-    assert mtimes(root / "VideoEmotion8--imgs") == before
-    assert json.loads((root / "ve8_01.json").read_text())["database"]["ghost, video"]["subset"] == "training"
+    assert mtimes(imgs) == before
+    assert json.loads(ann_file.read_text())["database"]["ghost, video"]["subset"] == "training"
     r = run_tool("prepare_dataset.py", "--src", raw, "--dst", root, "--split_dir", splits, "--strict",
                  "--no_progress")
     assert r.returncode == 1

@@ -1,4 +1,5 @@
-"""main.py end to end on a tiny synthetic dataset: learning, exact resume, safety."""
+"""main.py end to end on the tiny demo dataset: learning, exact resume, safety, and what a
+checkpoint carries to test.py."""
 import json
 import os
 import subprocess
@@ -17,15 +18,8 @@ TINY = ["--resnet_depth", "10", "--snippet_duration", "4", "--sample_size", "48"
 
 
 @pytest.fixture(scope="module")
-def data_root(tmp_path_factory):
-    base = tmp_path_factory.mktemp("train")
-    raw, root = base / "raw", base / "data"
-    for cmd in (["tools/make_demo_dataset.py", "--dst", str(raw), "--per_class_train", "2",
-                 "--per_class_test", "1", "--seconds", "1"],
-                ["tools/prepare_dataset.py", "--src", str(raw), "--dst", str(root),
-                 "--split_dir", str(raw / "splits"), "--no_progress"]):
-        subprocess.run([sys.executable] + cmd, cwd=ROOT, check=True, capture_output=True)
-    return root
+def data_root(demo_data):
+    return demo_data
 
 
 def _args(root, results, name, epochs, *extra):
@@ -59,6 +53,40 @@ def test_two_epochs_write_everything_and_loss_goes_down(full_run):
     assert ckpt["optimizer"]["state"][0]["step"] == 8.0  # 16 videos / batch 4, two epochs
 
 
+def test_checkpoint_carries_classes_and_options_as_given(data_root, full_run):
+    from datasets.catalog import DATASETS
+    meta = load_checkpoint(full_run / "save_2.npz")["meta"]
+    ve8 = DATASETS["ve8"].classes
+    assert meta["labels"] == list(ve8.names) and meta["positive_classes"] == list(ve8.positive)
+    opts = meta["opts"]
+    # the options as parsed: root_path as given, the dataset paths not joined to it
+    assert opts["root_path"] == str(data_root) and opts["video_path"] is None
+    assert opts["audio_cache"] == "mfcc_cache" and opts["n_classes"] is None
+    assert (opts["resnet_depth"], opts["seq_len"], opts["sample_size"]) == (10, 2, 48)
+    # opts.json records what ran, paths resolved
+    with open(full_run / "opts.json") as f:
+        ran = json.load(f)
+    assert ran["video_path"] == os.path.join(str(data_root), DATASETS["ve8"].frames_folder)
+    assert ran["class_names"] == list(ve8.names)
+
+
+def test_test_py_follows_a_moved_dataset(data_root, full_run, tmp_path):
+    """test.py takes the configuration from the checkpoint; --root_path alone moves the
+    data, since the checkpoint's dataset paths are relative to its root."""
+    moved = tmp_path / "elsewhere"
+    moved.symlink_to(data_root, target_is_directory=True)
+    out = tmp_path / "eval"
+    proc = subprocess.run([sys.executable, "test.py", "--resume_path", str(full_run / "save_2.npz"),
+                           "--root_path", str(moved), "--out", str(out), "--n_threads", "2",
+                           "--no_progress"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "subnormal" not in proc.stderr  # NumPy's warning, neither here nor in the workers
+    report = json.loads((out / "report.json").read_text())
+    assert report["annotation_path"].startswith(str(moved))
+    assert report["checkpoint_epoch"] == 2 and report["n_videos"] == 8
+    assert report["config"]["seq_len"] == 2 and report["config"]["sample_size"] == 48
+    assert report["polarity_accuracy"] is not None
+
 def test_resume_after_epoch_1_equals_uninterrupted_run(data_root, full_run, tmp_path):
     assert train_main.main(_args(data_root, tmp_path, "part", 1)) == 0
     part = tmp_path / "part"
@@ -76,11 +104,15 @@ def test_resume_after_epoch_1_equals_uninterrupted_run(data_root, full_run, tmp_
         (1, "train"), (1, "val"), (2, "train"), (2, "val")]
 
 
-def test_existing_experiment_is_never_overwritten(data_root, full_run, capsys):
+def test_existing_experiment_is_never_overwritten(data_root, full_run, capsys, monkeypatch):
+    from core import entry
+    asked = []
+    monkeypatch.setattr(entry, "choose_device", asked.append)
     before = {n: os.path.getmtime(full_run / n) for n in os.listdir(full_run)}
-    assert train_main.main(_args(data_root, full_run.parent, "full", 1)) == 2
+    assert train_main.main(_args(data_root, full_run.parent, "full", 1, "--no_cuda")) == 2
     assert "already holds an experiment" in capsys.readouterr().err
     assert {n: os.path.getmtime(full_run / n) for n in os.listdir(full_run)} == before
+    assert asked == [True]  # --no_cuda from main(argv), not from sys.argv
 
 
 def test_nan_loss_stops_and_keeps_last_good_checkpoint(data_root, tmp_path, monkeypatch, capsys):
@@ -116,9 +148,28 @@ def test_no_dataset_gives_a_short_hint_not_a_traceback(tmp_path):
     assert len(proc.stderr.strip().splitlines()) <= 6
 
 
+def test_no_cuda_is_read_from_the_parsed_options(monkeypatch):
+    from core import entry
+    from core.jittor_setup import jt
+    monkeypatch.delenv("VAANET_NO_CUDA", raising=False)
+    monkeypatch.setattr(jt.flags, "use_cuda", jt.flags.use_cuda)
+    entry.choose_device(False)
+    assert "VAANET_NO_CUDA" not in os.environ
+    entry.choose_device(True)  # what main(["--no_cuda"]) does, whatever sys.argv holds
+    assert os.environ["VAANET_NO_CUDA"] == "1" and jt.flags.use_cuda == 0
+
+
 @pytest.mark.parametrize("script", ["main.py", "test.py", "predict.py", "opts.py"])
 def test_help(script):
     proc = subprocess.run([sys.executable, script, "--help"], cwd=ROOT, capture_output=True,
                           text=True, timeout=120)
     assert proc.returncode == 0
     assert "--" in proc.stdout and "usage" in proc.stdout
+    # --help answers without starting Jittor (nor does reading the options: --no_cuda
+    # must be known before it starts)
+    code = ("import runpy, sys\nsys.argv = [%r, '--help']\ntry:\n"
+            "    runpy.run_path(%r, run_name='__main__')\nexcept SystemExit:\n    pass\n"
+            "print('jittor' in sys.modules, file=sys.stderr)" % (script, script))
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.stderr.strip().splitlines()[-1] == "False", proc.stderr

@@ -1,4 +1,4 @@
-"""Temporal (TSN) and spatial transforms against SPEC section 2, on worked examples."""
+"""Temporal (TSN) and spatial transforms against docs/release.md ("One sample"), on worked examples."""
 import random
 
 import numpy as np

@@ -1,6 +1,7 @@
-"""An independent PyTorch implementation of VAANet (SPEC section 3), for parity tests and
-benchmarks only. Built from stock ``torch.nn`` layers, the way the release builds it, with
-the release's module names, so its state dict is the release's checkpoint layout.
+"""An independent PyTorch implementation of VAANet (the model of docs/release.md), for
+parity tests and benchmarks only. Built from stock ``torch.nn`` layers, the way the release
+builds it, with the release's module names, so its state dict is the release's checkpoint
+layout.
 """
 import torch
 import torch.nn as nn
@@ -191,7 +192,7 @@ class TorchVAANet(nn.Module):
 
 
 def pcce_loss(logits, target, positive, lambda_0=0.5):
-    """Polarity-consistent cross-entropy (SPEC section 4)."""
+    """Polarity-consistent cross-entropy (docs/release.md, "The loss")."""
     ce = F.cross_entropy(logits, target, reduction="none")
     pos = torch.zeros(logits.shape[1], dtype=torch.bool)
     pos[list(positive)] = True

@@ -9,7 +9,8 @@ Scripts (run from the repository root, e.g. ``python tools/prepare_dataset.py --
 - ``tools/ve8_json.py``          the annotation json from the split lists;
 - ``tools/make_demo_dataset.py`` a small synthetic raw dataset in the VE-8 layout.
 
-``tools.media`` holds the ffmpeg helpers (``find_ffmpeg``, ``probe``, ``extract_frames``,
-``extract_audio``, ``write_n_frames``...) that other code can import. This package imports
-nothing heavy (no jittor).
+``tools.jobs`` holds what these command lines share (parallel jobs over raw videos, their
+options and summaries); the ffmpeg work itself is the library module ``datasets.media``,
+which ``predict.py`` uses too. Nothing here imports Jittor, and nothing outside ``tools/``
+imports ``tools``.
 """

@@ -26,9 +26,7 @@ Deterministic: the same --seed gives the same parameters and (bit-exact encoding
 same files. Generation runs in parallel (--workers). Safe to re-run: existing videos are
 kept (written as .<name>.partial and renamed when ffmpeg succeeded); --overwrite remakes them.
 """
-import argparse
 import colorsys
-import os
 import random
 import sys
 from pathlib import Path
@@ -37,10 +35,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import ffmpeg as ffmpeg_python  # noqa: E402
 
-from tools.media import (Result, ffmpeg_args, file_url, add_common_args, partial_path,  # noqa: E402
-                         print_summary, remove_partials, resolve_ffmpeg_arg, run_ffmpeg, run_parallel)
+from core.atomic_file import write_atomically  # noqa: E402
+from datasets.catalog import DATASETS  # noqa: E402
+from datasets.media import ffmpeg_to_file, remove_partials  # noqa: E402
+from tools.jobs import (Result, add_common_args, print_summary, resolve_ffmpeg_arg,  # noqa: E402
+                        run_parallel, tool_parser)
 
-VE8_CLASSES = ["Anger", "Anticipation", "Disgust", "Fear", "Joy", "Sadness", "Surprise", "Trust"]
+VE8_CLASSES = DATASETS["ve8"].classes.names
 WIDTH, HEIGHT, FPS, SAMPLE_RATE = 320, 240, 30, 44100
 
 
@@ -93,20 +94,11 @@ def make_video(path, p: dict, seconds: float, ffmpeg=None) -> None:
     hiss = ffmpeg_python.input(f"anoisesrc=color=pink:amplitude={p['hiss']}:sample_rate={SAMPLE_RATE}"
                                f":duration={d}:seed={p['hiss_seed']}", **lavfi)
     audio = ffmpeg_python.filter([tone, hiss], "amix", inputs=2, duration="shortest", normalize=0)
-    path = Path(path)
-    partial = partial_path(path)
-    out = ffmpeg_python.output(
-        video, audio, file_url(partial), f="mp4", t=d, r=FPS, vcodec="libx264", preset="veryfast",
+    ffmpeg_to_file(path, lambda url: ffmpeg_python.output(
+        video, audio, url, f="mp4", t=d, r=FPS, vcodec="libx264", preset="veryfast",
         crf=20, pix_fmt="yuv420p", acodec="aac", ac=1, ar=SAMPLE_RATE, **{"b:a": "96k"},
         threads=1, fflags="+bitexact", **{"flags:v": "+bitexact", "flags:a": "+bitexact"},
-        map_metadata=-1)
-    try:
-        run_ffmpeg(["-loglevel", "error", "-y", *ffmpeg_args(out, ffmpeg)], ffmpeg=ffmpeg)
-        os.replace(partial, path)
-    except BaseException:
-        if partial.exists():
-            partial.unlink()
-        raise
+        map_metadata=-1), ffmpeg)
 
 
 def video_job(key, path, params, seconds, ffmpeg, overwrite) -> Result:
@@ -120,16 +112,12 @@ def video_job(key, path, params, seconds, ffmpeg, overwrite) -> Result:
 def _write_if_changed(path: Path, text: str) -> None:
     if path.is_file() and path.read_text(encoding="utf-8") == text:
         return
-    tmp = path.with_name(f".{path.name}.partial")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    write_atomically(path, lambda f: f.write(text.encode("utf-8")))
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(
-        description="Make a synthetic VE-8-layout raw dataset (RAW/<Class>/<id>.mp4 with sound) "
-                    "and its split lists in RAW/splits/.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = tool_parser("Make a synthetic VE-8-layout raw dataset (RAW/<Class>/<id>.mp4 with sound) "
+                         "and its split lists in RAW/splits/.")
     parser.add_argument("--dst", required=True, help="raw dataset folder to write (RAW)")
     parser.add_argument("--per_class_train", type=int, default=6, help="training videos per class")
     parser.add_argument("--per_class_test", type=int, default=3, help="test videos per class")

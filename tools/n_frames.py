@@ -11,20 +11,19 @@ release. ``tools/video2jpg.py`` already writes it; this script (re)computes it f
 folders made by other tools. Safe to re-run: a file whose content is already right is not
 rewritten (its mtime stays); writes are atomic. Hidden ``.partial`` folders are ignored.
 """
-import argparse
 import os
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tools.media import (Result, add_common_args, print_summary, read_n_frames,  # noqa: E402
-                         run_parallel, write_n_frames)
+from datasets.media import stored_n_frames, write_n_frames  # noqa: E402
+from tools.jobs import Result, add_common_args, print_summary, run_parallel, tool_parser  # noqa: E402
 
 
 def n_frames_job(key: str, directory) -> Result:
     """Status ``done`` when the file was (re)written, ``skipped`` when it was right."""
-    before = read_n_frames(directory)
+    before = stored_n_frames(directory)
     value = write_n_frames(directory)
     return Result(key, "skipped" if before == value else "done", value=value)
 
@@ -45,9 +44,8 @@ def video_dirs(root, classes=None):
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(
-        description="Write DIR/<Class>/<video_id>/n_frames (largest frame index; 0 if fewer than 16 jpgs).",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = tool_parser("Write DIR/<Class>/<video_id>/n_frames (largest frame index; 0 if fewer "
+                         "than 16 jpgs).")
     parser.add_argument("dir", help="frames folder, e.g. ROOT/VideoEmotion8--imgs")
     parser.add_argument("--class", dest="classes", action="append", metavar="NAME",
                         help="only this class folder (repeatable; default: every class)")

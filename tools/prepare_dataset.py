@@ -25,41 +25,34 @@ finished videos are skipped, interrupted ones redone (see video2jpg.py / video2m
 A video ffmpeg cannot read is reported and skipped; the json is still written, and the
 run exits with status 1 and lists the failures.
 """
-import argparse
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tools.media import add_common_args, print_summary, remove_partials, resolve_ffmpeg_arg, run_parallel  # noqa: E402
-from tools.ve8_json import (ANNOTATIONS, DATASETS, SplitError, check_against_raw, describe,  # noqa: E402
-                            read_splits, resolve_class_dir, write_json)
+from datasets.catalog import DATASETS  # noqa: E402
+from datasets.media import remove_partials  # noqa: E402
+from tools.jobs import (add_common_args, print_list, print_summary, resolve_ffmpeg_arg,  # noqa: E402
+                        run_parallel, tool_parser)
+from tools.ve8_json import (add_split_options, check_against_raw, describe,  # noqa: E402
+                            read_splits_of, resolve_class_dir, write_json)
 from tools.video2jpg import frames_job, short_videos  # noqa: E402
 from tools.video2mp3 import audio_job  # noqa: E402
 
 
-def _warn_list(title, items, file=sys.stderr, limit=50):
-    print(f"WARNING: {title}: {len(items)}", file=file)
-    for item in items[:limit]:
-        print(f"    {item}", file=file)
-    if len(items) > limit:
-        print(f"    ... and {len(items) - limit} more", file=file)
-    file.flush()
+def _warn_list(title, items):
+    print(f"WARNING: {title}: {len(items)}", file=sys.stderr)
+    print_list(items, sys.stderr)
+    sys.stderr.flush()
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(
-        description="Raw videos (RAW/<Class>/<id>.mp4) -> frames, n_frames, mp3 and annotation json "
-                    "under ROOT, for the videos of the split lists.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = tool_parser("Raw videos (RAW/<Class>/<id>.mp4) -> frames, n_frames, mp3 and annotation "
+                         "json under ROOT, for the videos of the split lists.")
     parser.add_argument("--src", required=True, help="raw dataset folder: RAW/<Class>/<video_id>.mp4")
     parser.add_argument("--dst", required=True, help="dataset root to write (ROOT)")
-    parser.add_argument("--dataset", choices=sorted(DATASETS), default="ve8")
-    parser.add_argument("--split_dir", default=None,
-                        help="folder with classInd.txt, trainlist01.txt, testlist01.txt "
-                             "(default: tools/annotations/<dataset>)")
-    parser.add_argument("--split", type=int, default=1, help="split number (trainlistNN.txt, <dataset>_NN.json)")
+    add_split_options(parser)
     parser.add_argument("--no_audio", action="store_true", help="skip the mp3 step")
     parser.add_argument("--strict", action="store_true", help="fail (exit 1) when listed videos are missing")
     add_common_args(parser)
@@ -68,20 +61,15 @@ def main(argv=None) -> int:
     src, root = Path(args.src), Path(args.dst)
     if not src.is_dir():
         parser.error(f"no such folder: {src}")
-    split_dir = Path(args.split_dir) if args.split_dir else ANNOTATIONS / args.dataset
-    names = DATASETS[args.dataset]
-    imgs, mp3s = root / names["imgs"], root / names["mp3"]
-    json_path = root / names["json"].format(split=args.split)
+    facts = DATASETS[args.dataset]
+    imgs, mp3s = root / facts.frames_folder, root / facts.audio_folder
+    json_path = root / facts.annotation_file(args.split)
     start = time.time()
 
     # 1. lists, checked against the raw folder
-    try:
-        splits = read_splits(split_dir, args.split)
-    except (SplitError, OSError) as e:
-        print(f"error: {e}", file=sys.stderr)
+    splits = read_splits_of(args)
+    if splits is None:
         return 1
-    for w in splits.warnings:
-        print(f"warning: {w}", file=sys.stderr)
     found, missing, unlisted = check_against_raw(splits, src)
     missing_file = root / f"{args.dataset}_missing_videos.txt"
     if missing:

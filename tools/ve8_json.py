@@ -15,15 +15,17 @@ last blank-separated field). The label is the class named in the path.
 Output::
 
     {"labels": [class names in index order],
+     "positive_classes": [names of the positive classes] or null,
      "database": {video_id: {"subset": "training" | "validation",
                              "annotations": {"label": ClassName}}}}
 
-training videos first, then validation ones, each in list order. The file is written
-atomically and left untouched (same mtime) when its content would not change.
+training videos first, then validation ones, each in list order. ``positive_classes``
+(the polarity, which the release's json lacks and its loader ignores) comes from the
+dataset table (``datasets/catalog.py``) when the class names are VE-8's or Ekman-6's,
+else it is null. The file is written atomically and left untouched (same mtime) when its
+content would not change.
 """
-import argparse
 import json
-import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,14 +33,10 @@ from typing import Dict, List, Optional, Tuple
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-REPO = Path(__file__).resolve().parents[1]
-ANNOTATIONS = REPO / "tools" / "annotations"
-
-#: Per dataset: frames folder, mp3 folder and json name pattern under the dataset root.
-DATASETS = {
-    "ve8": {"imgs": "VideoEmotion8--imgs", "mp3": "VideoEmotion8--mp3", "json": "ve8_{split:02d}.json"},
-    "ek6": {"imgs": "Ekman6--imgs", "mp3": "Ekman6--mp3", "json": "ek6_{split:02d}.json"},
-}
+from core.atomic_file import write_atomically  # noqa: E402
+from datasets.catalog import DATASETS, make_classes  # noqa: E402
+from datasets.media import find_videos  # noqa: E402
+from tools.jobs import print_list, tool_parser  # noqa: E402
 
 
 class SplitError(ValueError):
@@ -66,7 +64,7 @@ class Splits:
         database = {}
         for e in self.entries:
             database[e.video_id] = {"subset": e.subset, "annotations": {"label": e.cls}}
-        return {"labels": list(self.labels), "database": database}
+        return dict(make_classes(self.labels).to_json(), database=database)
 
 
 def split_files(split_dir, split: int = 1) -> Tuple[Path, Path, Path]:
@@ -156,6 +154,29 @@ def read_splits(split_dir, split: int = 1) -> Splits:
     return Splits(labels, entries, warnings)
 
 
+def add_split_options(parser) -> None:
+    """``--dataset``, ``--split_dir`` and ``--split``: which split lists to read."""
+    parser.add_argument("--dataset", choices=sorted(DATASETS), default="ve8")
+    parser.add_argument("--split_dir", default=None,
+                        help="folder with classInd.txt, trainlistNN.txt and testlistNN.txt "
+                             "(default: the dataset's, tools/annotations/<dataset>)")
+    parser.add_argument("--split", type=int, default=1, help="split number (trainlistNN.txt)")
+
+
+def read_splits_of(args) -> Optional[Splits]:
+    """The lists that ``add_split_options`` chose, their warnings printed; None (after
+    printing why) when they cannot be used."""
+    split_dir = Path(args.split_dir or DATASETS[args.dataset].split_dir)
+    try:
+        splits = read_splits(split_dir, args.split)
+    except (SplitError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return None
+    for w in splits.warnings:
+        print(f"warning: {w}", file=sys.stderr)
+    return splits
+
+
 def write_json(obj, dst) -> bool:
     """Write ``obj`` as json to ``dst`` atomically; False (nothing written) if unchanged."""
     dst = Path(dst)
@@ -167,9 +188,7 @@ def write_json(obj, dst) -> bool:
         except (OSError, ValueError):
             pass
     dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dst.with_name(f".{dst.name}.partial")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, dst)
+    write_atomically(dst, lambda f: f.write(text.encode("utf-8")))
     return True
 
 
@@ -197,8 +216,6 @@ def check_against_raw(splits: Splits, src) -> Tuple[Dict[Tuple[str, str], Path],
 
     Returns ``({(cls, id): video path}, missing ["Class/id"], unlisted ["Class/file"])``.
     """
-    from tools.media import find_videos
-
     found: Dict[Tuple[str, str], Path] = {}
     missing, unlisted = [], []
     by_class: Dict[str, List[Entry]] = {}
@@ -218,34 +235,21 @@ def check_against_raw(splits: Splits, src) -> Tuple[Dict[Tuple[str, str], Path],
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(
-        description="Build the annotation json (ve8_01.json / ek6_01.json) from classInd.txt, "
-                    "trainlist01.txt and testlist01.txt.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--dataset", choices=sorted(DATASETS), default="ve8")
-    parser.add_argument("--split_dir", default=None,
-                        help="folder with the lists (default: tools/annotations/<dataset>)")
+    parser = tool_parser("Build the annotation json (ve8_01.json / ek6_01.json) from classInd.txt, "
+                         "trainlist01.txt and testlist01.txt.")
+    add_split_options(parser)
     parser.add_argument("--dst", required=True, help="json file to write, e.g. ROOT/ve8_01.json")
-    parser.add_argument("--split", type=int, default=1, help="split number (trainlistNN.txt)")
     parser.add_argument("--src", default=None,
                         help="raw dataset folder (<Class>/<id>.mp4) to check the lists against")
     args = parser.parse_args(argv)
-    split_dir = Path(args.split_dir) if args.split_dir else ANNOTATIONS / args.dataset
-    try:
-        splits = read_splits(split_dir, args.split)
-    except (SplitError, OSError) as e:
-        print(f"error: {e}", file=sys.stderr)
+    splits = read_splits_of(args)
+    if splits is None:
         return 1
-    for w in splits.warnings:
-        print(f"warning: {w}", file=sys.stderr)
     if args.src:
         _, missing, unlisted = check_against_raw(splits, args.src)
         if missing:
             print(f"warning: {len(missing)} listed videos have no file in {args.src}:", file=sys.stderr)
-            for m in missing[:50]:
-                print(f"    {m}", file=sys.stderr)
-            if len(missing) > 50:
-                print(f"    ... and {len(missing) - 50} more", file=sys.stderr)
+            print_list(missing, sys.stderr)
         if unlisted:
             print(f"note: {len(unlisted)} videos in {args.src} are in no list", file=sys.stderr)
     ann = splits.annotation()

@@ -18,15 +18,14 @@ with gaps in its numbering or a truncated last jpg (e.g. from an older tool) is 
 A video ffmpeg cannot read is reported and skipped; the run then exits with status 1
 and lists the failures. Finished output is never deleted.
 """
-import argparse
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tools.media import (MediaError, Result, add_common_args, count_frames, extract_frames,  # noqa: E402
-                         frames_complete, print_summary, raw_jobs, read_n_frames,
-                         resolve_ffmpeg_arg, run_parallel, write_n_frames)
+from datasets.media import (count_frames, extract_frames, frames_complete,  # noqa: E402
+                            read_n_frames, write_n_frames)
+from tools.jobs import Result, print_summary, raw_videos_cli, run_parallel  # noqa: E402
 
 
 def frames_job(key: str, video, out_dir, ffmpeg=None, verify: bool = False) -> Result:
@@ -46,25 +45,13 @@ def short_videos(results):
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(
-        description="Extract frames (scale=-1:240, %06d.jpg) and n_frames of every video in "
-                    "SRC/<Class>/ into DST/<Class>/<video_id>/.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("src", help="raw dataset folder: SRC/<Class>/<video_id>.mp4")
-    parser.add_argument("dst", help="frames folder, e.g. ROOT/VideoEmotion8--imgs")
-    parser.add_argument("--class", dest="classes", action="append", metavar="NAME",
-                        help="only this class folder (repeatable; default: every class)")
-    parser.add_argument("--verify", action="store_true",
-                        help="decode every video to check finished folders hold all its frames")
-    add_common_args(parser)
-    args = parser.parse_args(argv)
-    ffmpeg = resolve_ffmpeg_arg(parser, args.ffmpeg)
-    if not Path(args.src).is_dir():
-        parser.error(f"no such folder: {args.src}")
-    try:
-        jobs = raw_jobs(args.src, args.dst, args.classes)
-    except MediaError as e:
-        parser.error(str(e))
+    args, ffmpeg, jobs = raw_videos_cli(
+        "Extract frames (scale=-1:240, %06d.jpg) and n_frames of every video in "
+        "SRC/<Class>/ into DST/<Class>/<video_id>/.",
+        "frames folder, e.g. ROOT/VideoEmotion8--imgs", argv,
+        extra_args=lambda p: p.add_argument(
+            "--verify", action="store_true",
+            help="decode every video to check finished folders hold all its frames"))
     jobs = [(key, video, out, ffmpeg, args.verify) for key, video, out in jobs]
     results = run_parallel(frames_job, jobs, args.workers, "frames", not args.no_progress)
     failed = print_summary(f"video2jpg {args.src} -> {args.dst}", results,

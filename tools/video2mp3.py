@@ -15,14 +15,13 @@ succeeded, so an existing ``<id>.mp3`` is finished and skipped; leftover partial
 removed and redone. An unreadable video is reported and skipped; the run then exits with
 status 1 and lists the failures.
 """
-import argparse
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tools.media import (MediaError, Result, add_common_args, extract_audio, print_summary,  # noqa: E402
-                         raw_jobs, resolve_ffmpeg_arg, run_parallel)
+from datasets.media import extract_audio  # noqa: E402
+from tools.jobs import Result, print_summary, raw_videos_cli, run_parallel  # noqa: E402
 
 
 def audio_job(key: str, video, mp3_path, ffmpeg=None) -> Result:
@@ -35,23 +34,10 @@ def audio_job(key: str, video, mp3_path, ffmpeg=None) -> Result:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(
-        description="Extract an mp3 of every video in SRC/<Class>/ into DST/<Class>/<video_id>.mp3 "
-                    "(silent mp3 for videos without sound).",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("src", help="raw dataset folder: SRC/<Class>/<video_id>.mp4")
-    parser.add_argument("dst", help="mp3 folder, e.g. ROOT/VideoEmotion8--mp3")
-    parser.add_argument("--class", dest="classes", action="append", metavar="NAME",
-                        help="only this class folder (repeatable; default: every class)")
-    add_common_args(parser)
-    args = parser.parse_args(argv)
-    ffmpeg = resolve_ffmpeg_arg(parser, args.ffmpeg)
-    if not Path(args.src).is_dir():
-        parser.error(f"no such folder: {args.src}")
-    try:
-        jobs = raw_jobs(args.src, args.dst, args.classes, suffix=".mp3")
-    except MediaError as e:
-        parser.error(str(e))
+    args, ffmpeg, jobs = raw_videos_cli(
+        "Extract an mp3 of every video in SRC/<Class>/ into DST/<Class>/<video_id>.mp3 "
+        "(silent mp3 for videos without sound).",
+        "mp3 folder, e.g. ROOT/VideoEmotion8--mp3", argv, suffix=".mp3")
     jobs = [(key, video, out, ffmpeg) for key, video, out in jobs]
     results = run_parallel(audio_job, jobs, args.workers, "mp3", not args.no_progress)
     failed = print_summary(f"video2mp3 {args.src} -> {args.dst}", results)

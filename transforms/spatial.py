@@ -1,4 +1,5 @@
-"""Spatial transforms of VAANet (SPEC section 2), on PIL images, output uint8 HWC arrays.
+"""Spatial transforms of VAANet on PIL images, output uint8 HWC arrays (docs/release.md,
+"One sample").
 
 Training (``TrainSpatialTransform``): parameters are drawn ONCE per video with
 ``randomize(rng)`` and then applied identically to every frame of every snippet:

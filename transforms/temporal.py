@@ -1,4 +1,5 @@
-"""Temporal sampling of VAANet (SPEC section 2), "TSN" segments of consecutive frames.
+"""Temporal sampling of VAANet: "TSN" segments of consecutive frames (docs/release.md,
+"One sample").
 
 Randomness comes from an explicit ``rng`` argument (a ``numpy.random.Generator`` or a
 ``random.Random``), never from global state, so that a sample is a pure function of

@@ -1,9 +1,10 @@
 """Kernels that Jittor lacks or runs slowly on the CPU.
 
 - ``onednn.conv3d_ndhwc``: channels-last 3D (and 2D) convolutions with their gradients,
-  as ops compiled against Jittor's own oneDNN.
+  as ops compiled against oneDNN 3.x from PyPI, or else Jittor's own oneDNN 2.2.
 - ``batchnorm.batch_norm_train``: training-mode batch normalisation in two OpenMP C++
-  kernels (forward and backward) with float64 channel sums, optionally with ReLU.
+  kernels (forward and backward) with float64 channel sums, optionally with a residual
+  added and ReLU.
 - ``maxpool.max_pool_ndhwc``: channels-last max pooling in two OpenMP C++ kernels.
 - ``needs_grad(*vars)``: whether a kernel must keep its inputs for a backward pass.
 """

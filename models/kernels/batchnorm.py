@@ -2,11 +2,14 @@
 
 Written as Jittor graph ops, a training BatchNorm with float64 statistics is a dozen
 single-threaded passes forward and as many backward (~35 % of the audio stream's training
-step). Here the forward is three passes (sum, squared deviations, normalise) and the
-backward two (sums, input gradient), over both cores; a following ReLU can be fused in,
-which also spares keeping its input for the backward pass. The arithmetic is the graph's:
-float64 channel sums; ``y = (x - float32(mean)) * float32(weight / sqrt(var + eps)) + bias``
-in float32; PyTorch's backward formula with float64 sums.
+step). Here the forward is two passes (both moments, normalise) and the backward two
+(sums, input gradient), over both cores; a residual added after the normalisation and a
+following ReLU can be fused in, which also spares keeping the ReLU's input for the backward
+pass. The arithmetic is the graph's: float64 channel sums; ``y = (x - float32(mean)) *
+float32(weight / sqrt(var + eps)) + bias`` in float32; PyTorch's backward formula with
+float64 sums. (In eval mode Jittor fuses the normalisation with the running statistics,
+the residual and the ReLU into one pass of its own; an OpenMP kernel for it was no faster
+on one core and up to 10x slower on two when the machine is busy.)
 
 Inputs are viewed as ``[outer, C, inner]``: ``[N, C, H*W]`` for NCHW, ``[N*T*H*W, C, 1]``
 for channels last.
@@ -81,26 +84,31 @@ def _apply(body):
 """
 
 
-def _forward_src(relu):
+def _forward_src(relu, residual):
+    # in0 x, in1 weight, in2 bias[, in3 the residual to add before the ReLU]
+    value = "(in0_p[idx] - meanf[c]) * scale[c] + in2_p[c]" + (" + in3_p[idx]" if residual else "")
     out = "std::max(v, 0.0f)" if relu else "v"
     return (
         _SHAPES
-        + _channel_sums("sums", ["in0_p[idx]"])
+        # One pass for both moments: float64 sums of d = x - k and d^2, shifted by k = the
+        # channel's first value, so that E[d^2] - E[d]^2 cancels no more digits than the
+        # float32 inputs carry (as exact as summing the squared deviations in a second pass).
         + """
-    for (int c = 0; c < C; c++) out1_p[c] = sums[c] / n;
-    const double* mean = out1_p;
+    std::vector<double> shift(C);
+    for (int c = 0; c < C; c++) shift[c] = in0_p[(size_t)c * I];
     """
-        + _channel_sums("squares", ["d * d"], "const double d = in0_p[idx] - mean[c];")
+        + _channel_sums("sums", ["d", "d * d"], "const double d = in0_p[idx] - shift[c];")
         + """
     std::vector<float> meanf(C), scale(C);
     for (int c = 0; c < C; c++) {
-        out2_p[c] = squares[c] / n;
-        meanf[c] = (float)mean[c];
+        const double m = sums[2 * c] / n;
+        out1_p[c] = shift[c] + m;
+        out2_p[c] = std::max(sums[2 * c + 1] / n - m * m, 0.0);
+        meanf[c] = (float)out1_p[c];
         scale[c] = (float)((double)in1_p[c] / std::sqrt(out2_p[c] + data["eps"]));
     }
     """
-        + _apply(f"const float v = (in0_p[idx] - meanf[c]) * scale[c] + in2_p[c];"
-                 f" out0_p[idx] = {out};"))
+        + _apply(f"const float v = {value}; out0_p[idx] = {out};"))
 
 
 def _backward_src(relu):
@@ -128,35 +136,46 @@ def _backward_src(relu):
                  " * gain[c]);"))
 
 
-_SOURCES = {relu: (_forward_src(relu), _backward_src(relu)) for relu in (False, True)}
+_FORWARD = {(relu, res): _forward_src(relu, res) for relu in (False, True) for res in (False, True)}
+_BACKWARD = {relu: _backward_src(relu) for relu in (False, True)}
 
 
 class _BatchNormTrain(jt.Function):
     def __init__(self, eps, relu):
         self.eps, self.relu = eps, relu
 
-    def execute(self, x, weight, bias):
+    def execute(self, x, weight, bias, residual=None):
         c = x.shape[1]
+        inputs = [x, weight, bias] + ([residual] if residual is not None else [])
         y, mean, var = jt.code([x.shape, (c,), (c,)], [x.dtype, "float64", "float64"],
-                               [x, weight, bias], cpu_header=_HEADER,
-                               cpu_src=_SOURCES[self.relu][0], data={"eps": self.eps})
+                               inputs, cpu_header=_HEADER,
+                               cpu_src=_FORWARD[self.relu, residual is not None],
+                               data={"eps": self.eps})
+        self.residual = residual is not None
         self.saved = (x, mean, var, weight, y if self.relu else None)
         return y, mean, var
 
     def grad(self, dy, *_):
         x, mean, var, weight, y = self.saved
         if dy is None:
-            return None, None, None
+            return (None,) * (4 if self.residual else 3)
         c = x.shape[1]
-        inputs = [x, dy, mean, var, weight] + ([y] if self.relu else [])
+        relu = self.relu
+        if self.residual and relu:
+            # The residual's gradient is ReLU's masked gradient, which then goes through the
+            # normalisation's backward kernel as it is.
+            dy, relu = jt.ternary(y > 0, dy, jt.zeros_like(dy)), False
+        inputs = [x, dy, mean, var, weight] + ([y] if relu else [])
         dx, dweight, dbias = jt.code([x.shape, (c,), (c,)], [x.dtype, "float32", "float32"],
-                                     inputs, cpu_header=_HEADER,
-                                     cpu_src=_SOURCES[self.relu][1], data={"eps": self.eps})
-        return dx, dweight, dbias
+                                     inputs, cpu_header=_HEADER, cpu_src=_BACKWARD[relu],
+                                     data={"eps": self.eps})
+        return (dx, dweight, dbias) + ((dy,) if self.residual else ())
 
 
-def batch_norm_train(x3, weight, bias, eps, relu=False):
+def batch_norm_train(x3, weight, bias, eps, relu=False, residual=None):
     """``x3 [outer, C, inner]`` float32 -> (y like x3, batch mean [C] and biased variance
-    [C], both float64); ``relu`` applies ReLU to y in the same pass (and its mask in the
-    backward one). Gradients flow to x3, weight and bias through y."""
-    return _BatchNormTrain(eps, relu)(x3, weight, bias)
+    [C], both float64). ``residual`` (like x3) is added to y, and ``relu`` applies ReLU to
+    the sum, in the same pass (their masks in the backward one). Gradients flow to x3,
+    weight, bias and residual through y."""
+    args = (x3, weight, bias) + ((residual,) if residual is not None else ())
+    return _BatchNormTrain(eps, relu)(*args)

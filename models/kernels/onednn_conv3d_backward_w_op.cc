@@ -18,7 +18,7 @@ void OnednnConv3dBackwardWOp::infer_shape() {
 }
 
 void OnednnConv3dBackwardWOp::jit_prepare(JK& jk) {
-    jk << "«T:float32";
+    jk << "«T:float32«ONEDNN_BUILD:" << DNNL_VERSION_MAJOR << DNNL_VERSION_MINOR;
 }
 
 #else // JIT
@@ -28,12 +28,8 @@ void OnednnConv3dBackwardWOp::jit_run() {
     using namespace ndhwc_conv;
     engine eng(engine::kind::cpu, 0);
     stream s(eng);
-    memory::dims strides = {sd, sh, sw}, padding = {pd, ph, pw};
-    auto hint = forward_pd(eng, x->shape, dw->shape, dy->shape, strides, padding);
-    auto desc = convolution_backward_weights::desc(
-        algorithm::convolution_direct, activation_desc(x->shape), weight_desc(dw->shape, tag::any),
-        activation_desc(dy->shape), strides, padding, padding);
-    auto pd_ = convolution_backward_weights::primitive_desc(desc, eng, hint);
+    auto pd_ = backward_pd<convolution_backward_weights>(eng, x->shape, dw->shape, dy->shape,
+                                                         {sd, sh, sw}, {pd, ph, pw});
     memory src(activation_desc(x->shape), eng, x->mem_ptr);
     memory diff_dst(activation_desc(dy->shape), eng, dy->mem_ptr);
     memory user_dw(weight_desc(dw->shape, tag::oidhw), eng, dw->mem_ptr);

@@ -18,7 +18,7 @@ void OnednnConv3dBackwardXOp::infer_shape() {
 }
 
 void OnednnConv3dBackwardXOp::jit_prepare(JK& jk) {
-    jk << "«T:float32";
+    jk << "«T:float32«ONEDNN_BUILD:" << DNNL_VERSION_MAJOR << DNNL_VERSION_MINOR;
 }
 
 #else // JIT
@@ -28,12 +28,8 @@ void OnednnConv3dBackwardXOp::jit_run() {
     using namespace ndhwc_conv;
     engine eng(engine::kind::cpu, 0);
     stream s(eng);
-    memory::dims strides = {sd, sh, sw}, padding = {pd, ph, pw};
-    auto hint = forward_pd(eng, dx->shape, w->shape, dy->shape, strides, padding);
-    auto desc = convolution_backward_data::desc(
-        algorithm::convolution_direct, activation_desc(dx->shape), weight_desc(w->shape, tag::any),
-        activation_desc(dy->shape), strides, padding, padding);
-    auto pd_ = convolution_backward_data::primitive_desc(desc, eng, hint);
+    auto pd_ = backward_pd<convolution_backward_data>(eng, dx->shape, w->shape, dy->shape,
+                                                      {sd, sh, sw}, {pd, ph, pw});
     memory diff_src(activation_desc(dx->shape), eng, dx->mem_ptr);
     memory diff_dst(activation_desc(dy->shape), eng, dy->mem_ptr);
     memory user_w(weight_desc(w->shape, tag::oidhw), eng, w->mem_ptr);

@@ -7,8 +7,9 @@ namespace jittor {
 
 #ifndef JIT
 
-OnednnConv3dOp::OnednnConv3dOp(Var* x, Var* w, int sd, int sh, int sw, int pd, int ph, int pw)
-    : x(x), w(w), sd(sd), sh(sh), sw(sw), pd(pd), ph(ph), pw(pw) {
+OnednnConv3dOp::OnednnConv3dOp(Var* x, Var* w, int sd, int sh, int sw, int pd, int ph, int pw,
+        int training)
+    : x(x), w(w), sd(sd), sh(sh), sw(sw), pd(pd), ph(ph), pw(pw), training(training) {
     y = create_output(nullptr, ns_float32);
 }
 
@@ -24,7 +25,7 @@ void OnednnConv3dOp::infer_shape() {
 }
 
 void OnednnConv3dOp::jit_prepare(JK& jk) {
-    jk << "«T:float32";
+    jk << "«T:float32«ONEDNN_BUILD:" << DNNL_VERSION_MAJOR << DNNL_VERSION_MINOR;
 }
 
 #else // JIT
@@ -34,7 +35,8 @@ void OnednnConv3dOp::jit_run() {
     using namespace ndhwc_conv;
     engine eng(engine::kind::cpu, 0);
     stream s(eng);
-    auto pd_ = forward_pd(eng, x->shape, w->shape, y->shape, {sd, sh, sw}, {pd, ph, pw});
+    auto pd_ = forward_pd(eng, x->shape, w->shape, y->shape, {sd, sh, sw}, {pd, ph, pw},
+                         training);
     memory src(activation_desc(x->shape), eng, x->mem_ptr);
     memory dst(activation_desc(y->shape), eng, y->mem_ptr);
     memory user_w(weight_desc(w->shape, tag::oidhw), eng, w->mem_ptr);

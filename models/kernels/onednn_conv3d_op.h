@@ -1,6 +1,7 @@
 // A float32 3D convolution on oneDNN: channels-last x [N, D, H, W, C] and a weight in
 // PyTorch's layout [O, I, KD, KH, KW] give y [N, D', H', W', O]. A 2D convolution is the
-// case D = KD = 1. Gradients: onednn_conv3d_backward_x / _w (models/kernels/onednn.py).
+// case D = KD = 1. `training`: whether a backward pass follows (oneDNN may pick another
+// kernel for inference). Gradients: onednn_conv3d_backward_x / _w (models/kernels/onednn.py).
 #pragma once
 #include "op.h"
 
@@ -8,8 +9,8 @@ namespace jittor {
 
 struct OnednnConv3dOp : Op {
     Var* x, * w, * y;
-    int sd, sh, sw, pd, ph, pw;
-    OnednnConv3dOp(Var* x, Var* w, int sd, int sh, int sw, int pd, int ph, int pw);
+    int sd, sh, sw, pd, ph, pw, training;
+    OnednnConv3dOp(Var* x, Var* w, int sd, int sh, int sw, int pd, int ph, int pw, int training);
 
     const char* name() const override { return "onednn_conv3d"; }
     void infer_shape() override;

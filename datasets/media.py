@@ -1,12 +1,12 @@
-"""ffmpeg helpers shared by the dataset tools (and by anything that extracts one video).
+"""ffmpeg helpers: a video becomes the frames, ``n_frames`` file and mp3 of a prepared dataset.
 
-Usage from Python::
-
-    from tools.media import find_ffmpeg, extract_frames, extract_audio, write_n_frames
-    n = extract_frames("clip.mp4", "/tmp/x/clip")          # /tmp/x/clip/000001.jpg ... + n_frames
+    from datasets.media import extract_frames, extract_audio, probe
+    n = extract_frames("clip.mp4", "/tmp/x/clip")            # /tmp/x/clip/000001.jpg ... + n_frames
     had_sound = extract_audio("clip.mp4", "/tmp/x/clip.mp3")  # silent mp3 when there is no sound
 
-Conventions (reference behaviour, SPEC section 1):
+The dataset tools (``tools/``) and ``predict.py`` both use them, so a video is turned into
+samples the same way wherever it comes from. The conventions are the release's (see
+docs/release.md, "Data on disk"):
 
 - frames: ``ffmpeg -i VIDEO -vf scale=-1:240 DIR/%06d.jpg`` (height 240, aspect kept,
   numbering from 000001), default jpeg quality;
@@ -22,28 +22,28 @@ paths, so names with spaces, commas, quotes, colons, ``%`` or a leading ``-`` ar
 
 The ffmpeg binary is ``find_ffmpeg()``: an explicit path, else ``$FFMPEG_BINARY``, else the
 static binary of ``imageio-ffmpeg``, else ``ffmpeg`` on ``PATH``. imageio-ffmpeg ships no
-ffprobe, so ``probe()`` parses the stream list that ``ffmpeg -i`` prints.
+ffprobe, so ``probe()`` parses the stream list that ``ffmpeg -i`` prints. Nothing here
+imports Jittor.
 """
 import hashlib
 import os
 import re
 import shutil
 import subprocess
-import sys
-from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Dict, Iterable, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence
 
 import ffmpeg as ffmpeg_python  # ffmpeg-python: builds the argument lists
 
+from core.atomic_file import write_atomically
+
 __all__ = [
-    "VIDEO_EXTS", "FRAME_HEIGHT", "MIN_FRAMES", "MediaError", "MediaInfo", "Result",
-    "find_ffmpeg", "run_ffmpeg", "ffmpeg_args", "file_url", "probe", "count_frames",
-    "extract_frames", "extract_audio", "make_silent_mp3",
+    "VIDEO_EXTS", "FRAME_HEIGHT", "MIN_FRAMES", "MediaError", "MediaInfo",
+    "find_ffmpeg", "run_ffmpeg", "ffmpeg_args", "file_url", "ffmpeg_to_file", "probe",
+    "count_frames", "extract_frames", "extract_audio", "make_silent_mp3", "frame_file",
     "list_frame_indices", "frames_complete", "count_n_frames", "read_n_frames",
-    "write_n_frames", "partial_path", "remove_partials", "find_videos", "class_dirs",
-    "raw_jobs", "run_parallel", "print_summary", "default_workers", "add_common_args", "resolve_ffmpeg_arg",
+    "stored_n_frames", "write_n_frames", "partial_path", "remove_partials", "find_videos",
 ]
 
 #: Extensions (lower case) recognised as videos in a raw dataset folder.
@@ -52,6 +52,7 @@ VIDEO_EXTS = (".mp4", ".avi", ".mkv", ".webm", ".mov", ".m4v", ".flv", ".wmv", "
 FRAME_HEIGHT = 240
 MIN_FRAMES = 16
 N_FRAMES_FILE = "n_frames"
+_FRAME_NAME = "{:06d}.jpg"           # 1 -> 000001.jpg, what ffmpeg's %06d.jpg writes
 _FRAME_RE = re.compile(r"^(\d{6})\.jpg$")
 _PARTIAL_SUFFIXES = (".partial", ".stale")
 
@@ -109,6 +110,27 @@ def run_ffmpeg(args: Sequence[str], ffmpeg: Optional[str] = None, check: bool = 
 def ffmpeg_args(stream, ffmpeg: Optional[str]) -> List[str]:
     """Argument list of an ffmpeg-python graph (without the binary itself)."""
     return ffmpeg_python.compile(stream, cmd=find_ffmpeg(ffmpeg))[1:]
+
+
+def ffmpeg_to_file(final, output_to: Callable[[str], object], ffmpeg: Optional[str] = None) -> None:
+    """Write one file with ffmpeg so that ``final`` only ever names a complete file.
+
+    ``output_to(url)`` returns the ffmpeg-python output stream that writes to ``url`` (a
+    hidden ``.partial`` sibling); the partial file is renamed to ``final`` when ffmpeg
+    succeeded and wrote something, and removed otherwise."""
+    final = Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    partial = partial_path(final)
+    _remove(partial)
+    try:
+        stream = output_to(file_url(partial))
+        run_ffmpeg(["-loglevel", "error", "-y", *ffmpeg_args(stream, ffmpeg)], ffmpeg=ffmpeg)
+        if os.path.getsize(partial) == 0:
+            raise MediaError("ffmpeg wrote an empty file")
+        os.replace(partial, final)
+    except BaseException:
+        _remove(partial)
+        raise
 
 
 # --------------------------------------------------------------------------- probing
@@ -217,6 +239,11 @@ def remove_partials(directory) -> List[Path]:
 
 
 # --------------------------------------------------------------------------- frames
+def frame_file(directory, index):
+    """The jpg of frame ``index`` (from 1) in a frame folder."""
+    return os.path.join(directory, _FRAME_NAME.format(index))
+
+
 def list_frame_indices(directory) -> List[int]:
     """Sorted indices of the ``NNNNNN.jpg`` files in ``directory``."""
     try:
@@ -226,16 +253,31 @@ def list_frame_indices(directory) -> List[int]:
     return sorted(int(m.group(1)) for m in map(_FRAME_RE.match, names) if m)
 
 
+def _n_frames_of(indices, min_frames: int = MIN_FRAMES) -> int:
+    return indices[-1] if len(indices) >= min_frames else 0
+
+
 def count_n_frames(directory, min_frames: int = MIN_FRAMES) -> int:
     """The ``n_frames`` value: largest frame index, 0 when fewer than ``min_frames`` jpgs."""
-    idx = list_frame_indices(directory)
-    return idx[-1] if len(idx) >= min_frames else 0
+    return _n_frames_of(list_frame_indices(directory), min_frames)
 
 
-def read_n_frames(directory) -> Optional[int]:
-    """The integer in ``directory/n_frames``, or None if missing or unreadable."""
+def read_n_frames(directory) -> int:
+    """The frame count in ``directory/n_frames``, read as the release reads it (a number,
+    ``"30"`` or ``"30.0"``, truncated to an int). Raises OSError when the file cannot be
+    read and ValueError when it holds no number."""
+    path = Path(directory, N_FRAMES_FILE)
+    text = path.read_text()
     try:
-        return int(Path(directory, N_FRAMES_FILE).read_text().strip())
+        return int(float(text.strip()))
+    except (ValueError, OverflowError):
+        raise ValueError(f"{path} holds {text[:40]!r}, not a frame count") from None
+
+
+def stored_n_frames(directory) -> Optional[int]:
+    """``read_n_frames(directory)``, or None when the file is missing or unreadable."""
+    try:
+        return read_n_frames(directory)
     except (OSError, ValueError):
         return None
 
@@ -244,11 +286,9 @@ def write_n_frames(directory, min_frames: int = MIN_FRAMES) -> int:
     """Write ``directory/n_frames`` (only if its content changes); return the value."""
     value = count_n_frames(directory, min_frames)
     target = Path(directory, N_FRAMES_FILE)
-    if read_n_frames(directory) == value and target.read_text() == str(value):
+    if stored_n_frames(directory) == value and target.read_text() == str(value):
         return value
-    tmp = Path(directory, f".{N_FRAMES_FILE}.partial")
-    tmp.write_text(str(value))
-    os.replace(tmp, target)
+    write_atomically(target, lambda f: f.write(str(value).encode("ascii")))
     return value
 
 
@@ -278,17 +318,14 @@ def frames_complete(directory, expected: Optional[int] = None) -> bool:
         return False
     for i in idx:
         try:
-            if os.path.getsize(directory / f"{i:06d}.jpg") == 0:
+            if os.path.getsize(frame_file(directory, i)) == 0:
                 return False
         except OSError:
             return False
-    if not _jpeg_complete(directory / f"{idx[-1]:06d}.jpg"):
+    if not _jpeg_complete(Path(frame_file(directory, idx[-1]))):
         return False
-    stored = read_n_frames(directory)
-    if (directory / N_FRAMES_FILE).exists():
-        want = idx[-1] if len(idx) >= MIN_FRAMES else 0
-        if stored != want:
-            return False
+    if (directory / N_FRAMES_FILE).exists() and stored_n_frames(directory) != _n_frames_of(idx):
+        return False
     return True
 
 
@@ -351,18 +388,8 @@ def extract_frames(video, out_dir, ffmpeg: Optional[str] = None, height: int = F
 def make_silent_mp3(mp3_path, duration: float, ffmpeg: Optional[str] = None,
                     sample_rate: int = 44100) -> None:
     """Write a silent mono mp3 of ``duration`` seconds (atomically)."""
-    mp3_path = Path(mp3_path)
-    mp3_path.parent.mkdir(parents=True, exist_ok=True)
-    partial = partial_path(mp3_path)
-    _remove(partial)
-    try:
-        src = ffmpeg_python.input(f"anullsrc=r={sample_rate}:cl=mono", f="lavfi", t=f"{duration:.3f}")
-        stream = src.output(file_url(partial), f="mp3")
-        run_ffmpeg(["-loglevel", "error", "-y", *ffmpeg_args(stream, ffmpeg)], ffmpeg=ffmpeg)
-        os.replace(partial, mp3_path)
-    except BaseException:
-        _remove(partial)
-        raise
+    src = ffmpeg_python.input(f"anullsrc=r={sample_rate}:cl=mono", f="lavfi", t=f"{duration:.3f}")
+    ffmpeg_to_file(mp3_path, lambda url: src.output(url, f="mp3"), ffmpeg)
 
 
 def extract_audio(video, mp3_path, ffmpeg: Optional[str] = None, overwrite: bool = False,
@@ -386,22 +413,12 @@ def extract_audio(video, mp3_path, ffmpeg: Optional[str] = None, overwrite: bool
             duration = _decoded_duration(video, ffmpeg, "0:v:0")
         make_silent_mp3(mp3_path, duration, ffmpeg)
         return False
-    mp3_path.parent.mkdir(parents=True, exist_ok=True)
-    partial = partial_path(mp3_path)
-    _remove(partial)
-    try:
-        stream = ffmpeg_python.input(file_url(video)).output(file_url(partial), vn=None, f="mp3")
-        run_ffmpeg(["-loglevel", "error", "-y", *ffmpeg_args(stream, ffmpeg)], ffmpeg=ffmpeg)
-        if os.path.getsize(partial) == 0:
-            raise MediaError("ffmpeg wrote an empty mp3")
-        os.replace(partial, mp3_path)
-        return True
-    except BaseException:
-        _remove(partial)
-        raise
+    source = ffmpeg_python.input(file_url(video))
+    ffmpeg_to_file(mp3_path, lambda url: source.output(url, vn=None, f="mp3"), ffmpeg)
+    return True
 
 
-# --------------------------------------------------------------------------- dataset folders
+# --------------------------------------------------------------------------- raw video folders
 def find_videos(class_dir) -> Dict[str, Path]:
     """``{video_id: path}`` of the video files directly in ``class_dir`` (hidden files skipped).
 
@@ -425,130 +442,3 @@ def find_videos(class_dir) -> Dict[str, Path]:
         if old is None or rank[ext] < rank[old.suffix.lower()]:
             found[stem] = Path(entry.path)
     return found
-
-
-def class_dirs(src, only: Optional[Iterable[str]] = None) -> List[Path]:
-    """Class folders of a raw dataset: sub-folders of ``src`` holding videos (or ``only``)."""
-    src = Path(src)
-    if only:
-        return [src / name for name in only]
-    return [p for p in sorted(src.iterdir())
-            if p.is_dir() and not p.name.startswith(".") and find_videos(p)]
-
-
-def raw_jobs(src, dst, classes: Optional[Iterable[str]] = None, suffix: str = "",
-             clean: bool = True) -> List[tuple]:
-    """``[(key "Class/id", video path, dst/Class/<id><suffix>)]`` for every raw video in ``src``.
-
-    With ``clean``, leftover partial outputs in the ``dst`` class folders are removed.
-    """
-    jobs = []
-    for cdir in class_dirs(src, classes):
-        if classes and not cdir.is_dir():
-            raise MediaError(f"no class folder {cdir}")
-        out_dir = Path(dst) / cdir.name
-        if clean:
-            remove_partials(out_dir)
-        for vid, video in find_videos(cdir).items():
-            jobs.append((f"{cdir.name}/{vid}", video, out_dir / f"{vid}{suffix}"))
-    return jobs
-
-
-# --------------------------------------------------------------------------- running many jobs
-@dataclass
-class Result:
-    """Outcome of one job: ``status`` is done | skipped | redone | silent | failed."""
-    key: str
-    status: str
-    message: str = ""
-    value: object = None
-
-
-def default_workers() -> int:
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:
-        return max(1, os.cpu_count() or 1)
-
-
-def add_common_args(parser, ffmpeg: bool = True) -> None:
-    """``--workers``, ``--no_progress`` and (if ``ffmpeg``) ``--ffmpeg`` options of the scripts."""
-    parser.add_argument("--workers", type=int, default=default_workers(),
-                        help="parallel jobs (default: number of cores, %(default)s here)")
-    if ffmpeg:
-        parser.add_argument("--ffmpeg", default=None, metavar="PATH",
-                            help="ffmpeg binary (default: $FFMPEG_BINARY, else imageio-ffmpeg's, else PATH)")
-    parser.add_argument("--no_progress", action="store_true", help="no progress bar")
-
-
-def resolve_ffmpeg_arg(parser, path: Optional[str]) -> str:
-    """``find_ffmpeg(path)``, or a clean argparse error (exit 2) when there is none."""
-    try:
-        return find_ffmpeg(path)
-    except MediaError as e:
-        parser.error(str(e))
-
-
-def run_parallel(fn: Callable[..., Result], jobs: Sequence[tuple], workers: int, desc: str,
-                 progress: bool = True) -> List[Result]:
-    """Run ``fn(*job)`` for every job in a thread pool (each job mostly waits on ffmpeg).
-
-    An exception in a job becomes a ``failed`` Result; the other jobs carry on.
-    """
-    from tqdm import tqdm
-
-    results: List[Result] = []
-    workers = max(1, int(workers or 1))
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        futures = {pool.submit(fn, *job): job for job in jobs}
-        tty = sys.stderr.isatty()
-        bar = tqdm(total=len(futures), desc=desc, unit="video", disable=not progress,
-                   dynamic_ncols=True, file=sys.stderr, mininterval=0.2 if tty else 10)
-        try:
-            for fut in as_completed(futures):
-                try:
-                    results.append(fut.result())
-                except Exception as e:  # noqa: BLE001 - report and go on
-                    job = futures[fut]
-                    results.append(Result(str(job[0]), "failed", f"{type(e).__name__}: {e}"))
-                bar.update(1)
-        except KeyboardInterrupt:
-            for fut in futures:
-                fut.cancel()
-            raise
-        finally:
-            bar.close()
-    return results
-
-
-def print_summary(title: str, results: Sequence[Result], extra: Optional[Dict[str, List[str]]] = None,
-                  file=None, max_list: int = 50) -> int:
-    """Print counts per status and the failed / silent videos; return the failure count."""
-    file = file or sys.stdout
-    counts: Dict[str, int] = {}
-    for r in results:
-        counts[r.status] = counts.get(r.status, 0) + 1
-    order = ["done", "redone", "silent", "skipped", "failed"]
-    parts = [f"{counts[s]} {s}" for s in order if counts.get(s)]
-    parts += [f"{n} {s}" for s, n in counts.items() if s not in order]
-    print(f"{title}: {len(results)} videos: " + (", ".join(parts) or "nothing to do"), file=file)
-    groups = {
-        "silent (no audio track, wrote a silent mp3)": [r for r in results if r.status == "silent"],
-        "FAILED": [r for r in results if r.status == "failed"],
-    }
-    for name, rs in groups.items():
-        if rs:
-            print(f"  {name}: {len(rs)}", file=file)
-            for r in sorted(rs, key=lambda r: r.key)[:max_list]:
-                print(f"    {r.key}" + (f"  -- {r.message}" if r.message else ""), file=file)
-            if len(rs) > max_list:
-                print(f"    ... and {len(rs) - max_list} more", file=file)
-    for name, items in (extra or {}).items():
-        if items:
-            print(f"  {name}: {len(items)}", file=file)
-            for item in items[:max_list]:
-                print(f"    {item}", file=file)
-            if len(items) > max_list:
-                print(f"    ... and {len(items) - max_list} more", file=file)
-    file.flush()
-    return counts.get("failed", 0)

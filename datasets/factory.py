@@ -1,5 +1,9 @@
 """Datasets and loaders configured from the command-line options (``opts.parse_opts``).
 
+    train_set = make_loader(get_training_set(opt), opt, shuffle=True)
+    val_set = make_loader(get_validation_set(opt), opt, shuffle=False)
+    train_set.classes          # the annotation's class names and polarity
+
 - ``get_training_set(opt)``: the "training" subset, random temporal crops and spatial
   augmentation, items seeded by ``(opt.manual_seed, epoch, index)``.
 - ``get_validation_set(opt)``: the "validation" subset (= the test list), deterministic

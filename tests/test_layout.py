@@ -1,0 +1,73 @@
+"""The layout the README's "Layout" section describes: imports point one way, and the
+section lists every folder and top-level script of the repository."""
+import ast
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SCRIPT_MODULES = {"main", "test", "predict", "opts", "model"}
+
+
+def tracked_files():
+    """The repository's files (git's list, so nothing ignored such as .venv or demo/)."""
+    try:
+        out = subprocess.run(["git", "ls-files"], cwd=REPO, capture_output=True, text=True)
+    except OSError:
+        out = None
+    if out is None or out.returncode != 0:
+        pytest.skip("not a git checkout")
+    return out.stdout.splitlines()
+
+
+def imported_packages(source):
+    """The first component of every module ``source`` imports (at any depth of the file)."""
+    found = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            found.update(a.name.split(".")[0] for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            found.add(node.module.split(".")[0])
+    return found
+
+
+# what each part of the project may not import
+FORBIDDEN = {
+    "core": {"models", "datasets", "transforms", "tools"} | SCRIPT_MODULES,
+    "models": {"datasets", "transforms", "tools"} | SCRIPT_MODULES,
+    "datasets": {"models", "tools"} | SCRIPT_MODULES,
+    "transforms": {"core", "models", "datasets", "tools"} | SCRIPT_MODULES,
+}
+
+
+def violations(rel, source):
+    """``["<file> imports <package>", ...]`` for the imports ``rel`` may not make."""
+    part = rel.parts[0] if len(rel.parts) > 1 else rel.stem
+    forbidden = set(FORBIDDEN.get(part, ()))
+    if part != "tools" and rel.name != "test_tools.py":
+        forbidden.add("tools")  # command-line jobs, not a library: only their tests use them
+    return [f"{rel} imports {name}" for name in sorted(imported_packages(source) & forbidden)]
+
+
+def test_imports_point_one_way():
+    bad = []
+    for rel in map(Path, tracked_files()):
+        if rel.suffix == ".py":
+            bad += violations(rel, (REPO / rel).read_text(encoding="utf-8"))
+    assert not bad, bad
+    # and the check sees a wrong import, also one inside a function
+    assert violations(Path("core/report.py"), "def f():\n    from datasets.catalog import X\n") \
+        == ["core/report.py imports datasets"]
+    assert violations(Path("predict.py"), "import tools.jobs") == ["predict.py imports tools"]
+
+
+def test_readme_layout_lists_every_folder_and_script():
+    text = (REPO / "README.md").read_text(encoding="utf-8")
+    section = text.split("## Layout", 1)[1].split("\n## ", 1)[0]
+    listed = set(re.findall(r"^\| `([^`]+?)/?` \|", section, re.M))
+    files = tracked_files()
+    folders = {f.split("/")[0] for f in files if "/" in f and not f.startswith(".")}
+    scripts = {f for f in files if "/" not in f and f.endswith(".py")} | {"Makefile"}
+    assert listed == folders | scripts, (listed ^ (folders | scripts))
