@@ -34,6 +34,9 @@ POSITIVE = tuple(np.flatnonzero(DATASETS["ve8"].classes.positive_mask()))  # for
 CALIBRATION_BATCHES = 3
 GRAD_FLOOR = 1e-4
 EVAL_OUTPUTS = ("logits", "alpha", "beta", "gamma")
+SMALL = 8  # gradients of fewer elements (visual head): judged against backbone_noise too
+HEAD = ("sa_net.", "cwa_net.", "ta_net.")
+PATTERNS = 8
 
 
 def inputs(rng):
@@ -82,33 +85,82 @@ def torch_passes(model, visual, audio, target):
     logits, *_ = model(v, a)
     loss = pcce_loss(logits, torch.as_tensor(np.asarray(target, np.int64)), POSITIVE)
     loss.backward()
-    grads = {k: (p.grad.double().numpy() if p.grad is not None else np.zeros(tuple(p.shape)))
+    # copies: in a float64 model .double() is the tensor itself, which later passes change
+    grads = {k: (p.grad.double().numpy().copy() if p.grad is not None
+                 else np.zeros(tuple(p.shape)))
              for k, p in model.named_parameters() if p.requires_grad}
-    stats = {k: v.double().numpy() for k, v in model.state_dict().items() if "running_" in k}
+    stats = {k: v.double().numpy().copy() for k, v in model.state_dict().items()
+             if "running_" in k}
     return {"eval": dict(zip(EVAL_OUTPUTS, out)),
             "train": {"logits": logits.detach().double().numpy(),
                       "loss": np.array([loss.item()])},
             "grads": grads, "stats": stats}
 
 
-def reference_noise(ref, visual, audio, target):
+def _keeping_features(model, kept):
+    """``model``, its backbone's output of each pass appended to ``kept``."""
+    model.resnet.register_forward_hook(lambda module, x, out: kept.append(out.flatten(2)))
+    return model
+
+
+def reference_noise(ref, visual, audio, target, features=None):
     """``(float64 results, {group: {name: distance}})``: the float64 results of the float32
     reference ``ref`` (left unchanged), and the float32 reference's own distance to them,
-    the larger of PyTorch's two CPU convolution backends."""
+    the larger of PyTorch's two CPU convolution backends. With a dict ``features``, also
+    keeps there the training pass's float64 model (``model64``) and its backbone features
+    in float64 and float32 (``f64``, ``f32``, oneDNN on)."""
     import torch
 
-    ref64 = torch_passes(copy.deepcopy(ref).double(), visual, audio, target)
+    kept = []
+    model64 = _keeping_features(copy.deepcopy(ref).double(), kept)
+    ref64 = torch_passes(model64, visual, audio, target)
+    if features is not None:
+        features.update(model64=model64, f64=kept[-1])
     ref32 = {}
     for backend in (True, False):
         torch.backends.mkldnn.enabled = backend
         try:
-            d = distances(torch_passes(copy.deepcopy(ref), visual, audio, target), ref64)
+            model32 = _keeping_features(copy.deepcopy(ref), kept)
+            d = distances(torch_passes(model32, visual, audio, target), ref64)
         finally:
             torch.backends.mkldnn.enabled = True
+        if backend and features is not None:
+            features["f32"] = kept[-1].double()
         for group, items in d.items():
             for k, v in items.items():
                 ref32.setdefault(group, {})[k] = max(ref32.get(group, {}).get(k, 0.0), v)
     return ref64, ref32
+
+
+def backbone_noise(features, audio, target, ref64, names):
+    """The float64 reference's distance, for each gradient in ``names``, when the frozen
+    backbone's features carry the float32 reference's own error in ``PATTERNS`` other
+    patterns (the same error, each element's sign drawn at random), everything after the
+    backbone in float64: the largest over the patterns.
+
+    The float32 distance of a gradient a few elements long is one sample of how the
+    backbone's float32 error projects onto it: the same error in another pattern moves it
+    by several times more or less (see tests/test_parity.py)."""
+    import torch
+    from tests.torch_reference import pcce_loss
+
+    model, f64, err = features["model64"], features["f64"], features["f32"] - features["f64"]
+    model.train()
+    with torch.no_grad():
+        fA = model.audio_stream(torch.as_tensor(audio))
+    params = dict(model.named_parameters())
+    floor = grad_floor(ref64["grads"])
+    rng = np.random.default_rng(0)
+    worst = dict.fromkeys(names, 0.0)
+    for _ in range(PATTERNS):
+        signs = torch.from_numpy(rng.choice([-1.0, 1.0], size=tuple(err.shape)))
+        fSCT = model.visual_head(f64 + signs * err)[0]
+        logits = model.av_fc(torch.cat([fSCT, fA], dim=1))
+        loss = pcce_loss(logits, torch.as_tensor(np.asarray(target, np.int64)), POSITIVE)
+        grads = torch.autograd.grad(loss, [params[k] for k in names])
+        for k, g in zip(names, grads):
+            worst[k] = max(worst[k], rel_l2(g.numpy(), ref64["grads"][k], floor))
+    return worst
 
 
 def make_draw(seed, out_dir):
@@ -132,28 +184,35 @@ def make_draw(seed, out_dir):
                os.path.join(out_dir, f"draw{seed}.pth"))
     visual, audio = inputs(rng)
     target = np.array(TARGET)
-    ref64, ref32 = reference_noise(ref, visual, audio, target)
+    features = {}
+    ref64, ref32 = reference_noise(ref, visual, audio, target, features)
+    small = [k for k, g in ref64["grads"].items() if g.size < SMALL and k.startswith(HEAD)]
+    spread = backbone_noise(features, audio, target, ref64, small)
     arrays = {"visual": visual, "audio": audio, "target": target}
     arrays.update({f"{g}/{k}": v for g, items in ref64.items() for k, v in items.items()})
     arrays.update({f"ref32/{g}/{k}": np.array(v) for g, items in ref32.items()
                    for k, v in items.items()})
+    arrays.update({f"spread/grads/{k}": np.array(v) for k, v in spread.items()})
     np.savez(os.path.join(out_dir, f"draw{seed}.npz"), **arrays)
 
 
 def load_draw(out_dir, seed):
-    """``(pth path, inputs dict, float64 results {group: {name}}, ref32 {group: {name}})``."""
+    """``(pth path, inputs dict, float64 results {group: {name}}, ref32 {group: {name}},
+    spread {name})``: ``spread`` holds ``backbone_noise`` for the small head gradients."""
     data = np.load(os.path.join(out_dir, f"draw{seed}.npz"))
-    ref64, ref32 = {}, {}
+    ref64, ref32, spread = {}, {}, {}
     for key in data.files:
         if key in ("visual", "audio", "target"):
             continue
         parts = key.split("/", 2)
         if parts[0] == "ref32":
             ref32.setdefault(parts[1], {})[parts[2]] = float(data[key])
+        elif parts[0] == "spread":
+            spread[parts[2]] = float(data[key])
         else:
             ref64.setdefault(parts[0], {})[parts[1]] = data[key]
     batch = {k: data[k] for k in ("visual", "audio", "target")}
-    return os.path.join(out_dir, f"draw{seed}.pth"), batch, ref64, ref32
+    return os.path.join(out_dir, f"draw{seed}.pth"), batch, ref64, ref32, spread
 
 
 def main(argv):

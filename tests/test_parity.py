@@ -14,16 +14,21 @@ value), 1e-3 for gradients (relative L2).
 CPU convolution backends (oneDNN on and off): switching the backend moves the float32
 result as much as float32 itself does.
 
-Gradients and running statistics of fewer than ``SMALL`` elements (the attention modules'
-BatchNorm(1) weights, biases and statistics, the temporal attention's 2x2 fc) are held to
-the bound or to ``GROSS``, whichever is larger. Their distance is a single sample
-of float32 noise, amplified ~1000x by the randomly initialised backbone in training mode
-and again by the attention BatchNorm(1) layers: the reference's own distance on them
-ranges from 1e-5 to 1e-1 between draws, and a float32 implementation that is not PyTorch
-bit for bit lands beyond twice one such sample on a few per cent of them, even where its
-typical distance is half the reference's. The code behind them (the BatchNorm kernels,
-the attention modules) is held to the bound through the larger BatchNorms and the
-attention weights.
+The gradients of fewer than 8 elements in the visual head (the attention modules'
+BatchNorm(1) weights and biases, the temporal attention's 2x2 fc) are judged against the
+reference's noise over several patterns, not one. Their float32 error is not made in the
+head: an exact (float64) head fed the float32 reference's backbone features reproduces
+its distance to 3 digits, fed the port's reproduces the port's, while the head's own
+float32 arithmetic adds about 1e-6, in the port as in PyTorch. It is the frozen backbone's
+float32 error (~5e-4 of its features) projected onto a handful of numbers, through a
+BatchNorm over 4 to 64 values whose output sums nearly cancel (ta_net.conv.1.bias: the sum
+of 4 terms, ~40 times smaller than their magnitudes). Another rounding pattern of the same
+size moves such a gradient by several times more or less: on draw 2, 16 patterns put
+ta_net.conv.1.weight between 1.7e-4 and 2.8e-3 with the reference's own sample at 4.4e-4.
+So for them "the reference's own distance" is the largest of its two backends and of
+``PATTERNS`` patterns of its own backbone error with random signs through an exact head
+(parity_reference.backbone_noise). Every other quantity, the BatchNorm(1) running
+statistics included, is held to the plain bound.
 
 A positive control, on the first draw: a port whose BatchNorm normalises with the
 unbiased batch variance (a BatchNorm bug the release's semantics rule out) must fail.
@@ -49,8 +54,6 @@ from tests.parity_reference import CONFIG, EVAL_OUTPUTS, distances, load_draw
 
 DRAWS = (0, 1, 2)
 FLOORS = {"eval": 1e-4, "train": 1e-4, "grads": 1e-3, "stats": 1e-4}
-SMALL = 8
-GROSS = 0.5  # sign and size right to a factor of ~2
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -86,25 +89,27 @@ def _unbiased_normalisation(real):
     return kernel
 
 
-def _collect(result, ref32, ref64, port):
-    """Add ``(reference float32, port, elements)`` of every quantity to ``result``."""
+def _collect(result, ref32, spread, port):
+    """Add ``(reference float32, port)`` of every quantity to ``result``; for the small head
+    gradients the reference's figure is the larger of its own and its pattern spread."""
     for group, items in port.items():
         for k, d in items.items():
-            entry = (ref32[group][k], d, ref64[group][k].size)
-            result.setdefault(group, {}).setdefault(k, []).append(entry)
+            r = max(ref32[group][k], spread[k]) if group == "grads" and k in spread else \
+                ref32[group][k]
+            result.setdefault(group, {}).setdefault(k, []).append((r, d))
 
 
 @pytest.fixture(scope="module")
 def measured(tmp_path_factory):
-    """``{group: {name: [(reference float32, port, elements) per draw]}}`` and the
-    control's results on the first draw."""
+    """``{group: {name: [(reference float32, port) per draw]}}``, the control's results on
+    the first draw and the names of the small head gradients."""
     out_dir = tmp_path_factory.mktemp("parity")
     subprocess.run([sys.executable, str(ROOT / "tests" / "parity_reference.py"), str(out_dir),
                     *map(str, DRAWS)], cwd=ROOT, check=True)
     result, control = {}, {}
     for seed in DRAWS:
-        pth, batch, ref64, ref32 = load_draw(out_dir, seed)
-        _collect(result, ref32, ref64, distances(port_results(pth, batch), ref64))
+        pth, batch, ref64, ref32, spread = load_draw(out_dir, seed)
+        _collect(result, ref32, spread, distances(port_results(pth, batch), ref64))
         if seed == DRAWS[0]:
             real = models.layers.batch_norm_train
             models.layers.batch_norm_train = _unbiased_normalisation(real)
@@ -112,53 +117,41 @@ def measured(tmp_path_factory):
                 wrong = port_results(pth, batch)
             finally:
                 models.layers.batch_norm_train = real
-            _collect(control, ref32, ref64, distances(wrong, ref64))
-    _print_summary(result, control)
-    return result, control
-
-
-def _small(group, elements):
-    return group in ("grads", "stats") and elements < SMALL
-
-
-def _bound(group, ref32, elements):
-    bound = max(2 * ref32, FLOORS[group])
-    return max(bound, GROSS) if _small(group, elements) else bound
+            _collect(control, ref32, spread, distances(wrong, ref64))
+    _print_summary(result, control, set(spread))
+    return result, control, set(spread)
 
 
 def _rows(group, items):
-    """``(port / bound, name, draw index, reference, port, elements)`` of every entry."""
-    return [(d / _bound(group, r, n), k, i, r, d, n)
-            for k, entries in items.items() for i, (r, d, n) in enumerate(entries)]
+    """``(port / bound, name, draw index, reference, port)`` of every entry."""
+    return [(d / max(2 * r, FLOORS[group]), k, i, r, d)
+            for k, entries in items.items() for i, (r, d) in enumerate(entries)]
 
 
-def _print_summary(result, control):
+def _print_summary(result, control, small):
     print(f"\nparity vs float64 over draws {DRAWS}: reference float32 / port "
           "(bound = max(2 x reference, floor)), worst draw")
     for group, items in result.items():
         rows = _rows(group, items)
-        names = list(items) if group in ("eval", "train") else [None]
-        for name in names:
-            ratio, k, i, r, d, n = max(row for row in rows if not _small(group, row[5])
-                                       and name in (None, row[1]))
-            print(f"  {group:5s} {k:26s} {r:.2e} / {d:.2e}  {ratio:.2f} of its bound "
-                  f"(draw {DRAWS[i]})")
-        small = [row for row in rows if _small(group, row[5])]
-        if small:
-            strict = [(d / max(2 * r, FLOORS[group]), k, i, r, d) for _, k, i, r, d, _ in small]
-            ratio, k, i, r, d = max(strict)
-            print(f"  {group:5s} {len(small) // len(DRAWS)} quantities under {SMALL} elements "
-                  f"(bound at least {GROSS}): worst {k} {r:.2e} / {d:.2e}, {ratio:.2f} of "
-                  f"max(2 x reference, floor) (draw {DRAWS[i]}); largest distance "
-                  f"{max(row[4] for row in small):.2e}")
-    ratio, k, i, r, d, n = max(max(_rows(g, items)) for g, items in control.items())
+        if group in ("eval", "train"):
+            parts = [("", [row for row in rows if row[1] == k]) for k in items]
+        else:
+            parts = [("", [row for row in rows if row[1] not in small]),
+                     (" (small head gradients, with the pattern spread)",
+                      [row for row in rows if row[1] in small])]
+        for label, selected in parts:
+            if selected:
+                ratio, k, i, r, d = max(selected)
+                print(f"  {group:5s} {k:26s} {r:.2e} / {d:.2e}  {ratio:.2f} of its bound "
+                      f"(draw {DRAWS[i]}){label}")
+    ratio, k, i, r, d = max(max(_rows(g, items)) for g, items in control.items())
     print(f"  control (unbiased BatchNorm normalisation): {k} {r:.2e} / {d:.2e}, "
           f"{ratio:.0f} x its bound")
 
 
 def _beyond(group, items):
     return [f"{k} draw {DRAWS[i]}: port {d:.3g}, reference float32 {r:.3g}"
-            for ratio, k, i, r, d, n in _rows(group, items) if ratio > 1]
+            for ratio, k, i, r, d in _rows(group, items) if ratio > 1]
 
 
 def _check(group, items):
@@ -187,7 +180,10 @@ def test_batchnorm_running_statistics_match_float64(measured):
 
 def test_control_with_a_batchnorm_bug_fails(measured):
     """The checks above reject a port that normalises by the unbiased variance: its train
-    logits and most gradients are beyond their bounds."""
-    control = measured[1]
+    logits and most gradients are beyond their bounds, the small head gradients (with
+    their pattern spread) among them."""
+    control, small = measured[1], measured[2]
     assert _beyond("train", {"logits": control["train"]["logits"]})
     assert len(_beyond("grads", control["grads"])) > len(control["grads"]) // 2
+    assert len(small) == 8
+    assert _beyond("grads", {k: control["grads"][k] for k in small})
