@@ -89,9 +89,30 @@ def test_evaluate_covers_every_video_in_order(evaluated):
     assert res.probs.shape == (8, 8) and res.probs.dtype == np.float32
     assert res.gamma.shape == (8, 2) and res.gamma.dtype == np.float32
     np.testing.assert_allclose(res.probs.sum(axis=1), 1.0, atol=1e-6)
-    assert np.all(res.gamma >= 0)
     assert res.accuracy == pytest.approx(float((res.logits.argmax(1) == res.targets).mean()))
     assert (res.probs.argmax(1) == res.predictions).all()
+
+
+def test_evaluate_rows_are_the_models_outputs_per_video(env, evaluated):
+    """Each video's logits and temporal attention (gamma) are the model's own eval-mode
+    outputs for that video, in the loader's order."""
+    from core.jittor_setup import jt
+
+    model, res = env["model"], evaluated["result"]
+    logits, gamma, ids = [], [], []
+    model.eval()
+    try:
+        with jt.no_grad():
+            for visual, _, audio, video_ids in evaluated["val"]:
+                out = model(visual, audio)
+                logits.append(out[0].numpy())
+                gamma.append(out[3].numpy())
+                ids += list(video_ids)
+    finally:
+        model.train()
+    assert ids == res.video_ids
+    np.testing.assert_allclose(res.logits, np.concatenate(logits), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(res.gamma, np.concatenate(gamma), rtol=1e-5, atol=1e-6)
 
 
 def test_evaluate_loss_is_per_sample_mean(evaluated):

@@ -78,18 +78,14 @@ def check_summary(s, n_frames, has_sound, top=3):
         assert all(1 <= f <= n_frames for f in sn["frames"])
         assert sn["key_frame"] == sn["frames"][len(sn["frames"]) // 2]
         assert 0 <= sn["start_s"] < sn["end_s"] <= s["duration_s"] + 1e-6
-        assert sn["gamma"] >= 0
 
 
-def test_sample_equals_evaluation_set(tmp_path, videos):
-    """predict.py builds exactly the evaluation set's item for the same video."""
+def _evaluation_set(video, root, cfg):
+    """The evaluation set holding only ``video`` (prepared as the dataset tools would)."""
     from datasets.media import extract_audio, extract_frames
-    from datasets.video import prepare_sample
     from datasets.ve8 import VE8Dataset
 
-    root = tmp_path / "root"
     vid = "clip, one"
-    video = videos["sound"]
     ve8 = DATASETS["ve8"]
     frames, mp3s, ann = (root / ve8.frames_folder, root / ve8.audio_folder,
                          root / ve8.annotation_file(1))
@@ -97,9 +93,17 @@ def test_sample_equals_evaluation_set(tmp_path, videos):
     extract_audio(video, mp3s / "Joy" / f"{vid}.mp3")
     ann.write_text(json.dumps({"labels": VE8, "database": {
         vid: {"subset": "validation", "annotations": {"label": "Joy"}}}}))
+    return VE8Dataset(str(frames), str(mp3s), str(ann), "validation", seq_len=cfg["seq_len"],
+                      snippet_duration=cfg["snippet_duration"], sample_size=cfg["sample_size"])
+
+
+def test_sample_equals_evaluation_set(tmp_path, videos):
+    """predict.py builds exactly the evaluation set's item for the same video."""
+    from datasets.video import prepare_sample
+
+    video = videos["sound"]
     cfg = dict(TINY, seq_len=3, snippet_duration=8, sample_size=48)
-    ds = VE8Dataset(str(frames), str(mp3s), str(ann), "validation", seq_len=cfg["seq_len"],
-                    snippet_duration=cfg["snippet_duration"], sample_size=cfg["sample_size"])
+    ds = _evaluation_set(video, tmp_path / "root", cfg)
     visual, target, audio, video_id = ds[0]
 
     mine = prepare_sample(str(video), cfg)
@@ -107,6 +111,27 @@ def test_sample_equals_evaluation_set(tmp_path, videos):
     np.testing.assert_array_equal(mine["visual"], visual)
     assert mine["snippets"] == ds.snippet_indices(0)[0]
     np.testing.assert_array_equal(mine["audio"], audio)
+
+
+def test_probabilities_and_gamma_are_the_models_outputs(ckpt, videos, tmp_path, capsys):
+    """The reported probabilities and per-snippet gamma are the checkpoint's model's
+    outputs on the evaluation set's item for the same video."""
+    from core.checkpoint import load_weights
+    from core.evaluate import softmax
+    from core.jittor_setup import jt
+    from model import generate_model
+
+    s = predict_json(capsys, videos["sound"], "--checkpoint", ckpt)
+    visual, _, audio, _ = _evaluation_set(videos["sound"], tmp_path / "root", TINY)[0]
+    model = generate_model(TINY)
+    load_weights(model, str(ckpt))
+    model.eval()
+    with jt.no_grad():
+        logits, _, _, gamma = model(jt.array(visual[None]), jt.array(audio[None]))
+    np.testing.assert_allclose([s["probabilities"][c] for c in VE8],
+                               softmax(logits.numpy())[0], rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose([sn["gamma"] for sn in s["snippets"]], gamma.numpy()[0],
+                               rtol=1e-5, atol=1e-7)
 
 
 def test_with_sound_json_and_report_subprocess(ckpt, videos, tmp_path):

@@ -158,13 +158,26 @@ class TorchVAANet(nn.Module):
         self.av_fc = nn.Linear(512 + audio_embed_size, n_classes)
 
     def forward(self, visual, audio):
+        fSCT, alpha, beta, At = self.visual_head(self.backbone(visual))
+        fA = self.audio_stream(audio)
+        logits = self.av_fc(torch.cat([fSCT, fA], dim=1))
+        return logits, alpha, beta, At
+
+    def backbone(self, visual):
+        """The frozen 3D ResNet's features ``[S*B, 2048, P]``, snippet-major rows."""
         visual = visual.to(self.av_fc.weight.dtype)
         b, s = visual.shape[:2]
         x = visual / 255.0 - 100.0 / 255.0
         x = x.transpose(0, 1).contiguous().view(s * b, *visual.shape[2:])
         with torch.no_grad():
             f0 = self.resnet(x)
-        f0 = f0.flatten(2)                                       # [N, 2048, P]
+        return f0.flatten(2)
+
+    def visual_head(self, f0):
+        """conv0 and the spatial, channel-wise and temporal attention on ``backbone``'s
+        features: ``(fSCT, alpha, beta, At)``."""
+        s = self.seq_len
+        b = f0.shape[0] // s
         feat = self.conv0(f0)
         p = feat.shape[2]
         As = self.sa_net.conv(feat).squeeze(1)
@@ -177,8 +190,11 @@ class TorchVAANet(nn.Module):
         fSC = (fS * Ac.unsqueeze(2)).mean(dim=2).view(s, b, 512).permute(1, 2, 0)
         At = F.relu(self.ta_net.fc(self.ta_net.conv(fSC).squeeze(1)))
         fSCT = (fSC * At.unsqueeze(1)).mean(dim=2)
+        return fSCT, alpha, beta, At
 
+    def audio_stream(self, audio):
         audio = audio.to(self.av_fc.weight.dtype)
+        b = audio.shape[0]
         g = self.audio_n_segments
         seg = audio.shape[1] // g
         a = torch.stack([audio[:, i * seg:(i + 1) * seg] for i in range(g)], dim=0)
@@ -186,10 +202,7 @@ class TorchVAANet(nn.Module):
         a = self.a_resnet(a).flatten(1)
         a = self.a_fc(a).view(g, b, self.audio_embed_size).permute(1, 2, 0)
         Aa = F.relu(self.aa_net.fc(self.aa_net.conv(a).squeeze(1)))
-        fA = (a * Aa.unsqueeze(1)).mean(dim=2)
-        logits = self.av_fc(torch.cat([fSCT, fA], dim=1))
-        return logits, alpha, beta, At
-
+        return (a * Aa.unsqueeze(1)).mean(dim=2)
 
 def pcce_loss(logits, target, positive, lambda_0=0.5):
     """Polarity-consistent cross-entropy (`docs/release.md`, "The loss")."""
