@@ -15,16 +15,17 @@ import os
 
 import numpy as np
 import pytest
-from PIL import Image, ImageEnhance
+from PIL import Image
 
 from datasets.catalog import DATASETS
 from datasets.media import extract_frames, frame_file
 from datasets.ve8 import VE8Dataset, item_rng
 from tests.test_dataset import make_frames, make_mp3
 from tests.test_resample import jpeg_frame, noise
+from tests.test_transforms import reference_eval, reference_train
 from transforms import resample, spatial
 from transforms.spatial import (CROP_POSITIONS, EvalSpatialTransform, TrainSpatialTransform,
-                                brightness_table, corner_crop_box)
+                                brightness_table)
 from transforms.temporal import TSN
 
 VE8 = DATASETS["ve8"]
@@ -106,23 +107,7 @@ def plain_pillow_sample(entry, size, train, rng):
     for snippet in snippets:
         for index in snippet:
             img = Image.open(frame_file(entry["video_dir"], index)).convert("RGB")
-            w, h = img.size
-            if train:
-                img = img.crop(corner_crop_box(w, h, params["position"]))
-                img = img.resize((size, size), Image.BILINEAR)
-                if params["aug"] == "flip":
-                    img = img.transpose(Image.FLIP_LEFT_RIGHT)
-                elif params["aug"] == "rotate":
-                    img = img.rotate(params["value"], resample=Image.BILINEAR)
-                elif params["aug"] == "brightness":
-                    img = ImageEnhance.Brightness(img).enhance(params["value"])
-            else:
-                if not (min(w, h) == size):
-                    ow, oh = (size, int(size * h / w)) if w < h else (int(size * w / h), size)
-                    img = img.resize((ow, oh), Image.BILINEAR)
-                w, h = img.size
-                cx, cy, half = round(w / 2), round(h / 2), round(size / 2)
-                img = img.crop((cx - half, cy - half, cx + half, cy + half))
+            img = reference_train(img, size, params) if train else reference_eval(img, size)
             frames.append(np.asarray(img))
     visual = np.stack(frames).reshape((SEQ, DUR) + frames[0].shape).transpose(0, 4, 1, 2, 3)
     return visual, params

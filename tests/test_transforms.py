@@ -117,20 +117,25 @@ def test_eval_transform_equals_independent_pil_computation():
     for (w, h) in [(320, 240), (427, 240), (240, 320), (33, 25)]:
         img = _image(w, h, seed=w)
         size = 16 if w == 33 else 112
-        # independent computation of the release's Scale + CenterCrop
-        if w < h:
-            ow, oh = size, int(size * h / w)
-        else:
-            ow, oh = int(size * w / h), size
-        ref = img.resize((ow, oh), Image.BILINEAR)
-        cx, cy, half = round(ow / 2), round(oh / 2), round(size / 2)
-        ref = np.array(ref.crop((cx - half, cy - half, cx + half, cy + half)))
+        ref = reference_eval(img, size)
         out = EvalSpatialTransform(size)(img)
         assert out.dtype == np.uint8 and out.shape == (size, size, 3)
         np.testing.assert_array_equal(out, ref)
 
 
-def _reference_train(img, size, params):
+def reference_eval(img, size):
+    """The release's Scale + CenterCrop of a PIL image, computed independently."""
+    w, h = img.size
+    if min(w, h) != size:
+        ow, oh = (size, int(size * h / w)) if w < h else (int(size * w / h), size)
+        img = img.resize((ow, oh), Image.BILINEAR)
+    w, h = img.size
+    cx, cy, half = round(w / 2), round(h / 2), round(size / 2)
+    return np.array(img.crop((cx - half, cy - half, cx + half, cy + half)))
+
+
+def reference_train(img, size, params):
+    """The release's training crop, resize and augmentation of a PIL image, independently."""
     box = corner_crop_box(*img.size, params["position"])
     out = img.crop(box).resize((size, size), Image.BILINEAR)
     if params["aug"] == "flip":
@@ -151,7 +156,7 @@ def test_train_transform_each_augmentation_matches_pil():
             params = {"position": position, "aug": aug, "value": value}
             out = t.apply(img, params)
             assert out.dtype == np.uint8 and out.shape == (112, 112, 3)
-            np.testing.assert_array_equal(out, _reference_train(img, 112, params))
+            np.testing.assert_array_equal(out, reference_train(img, 112, params))
     # the rotation keeps the size and fills the corners with black
     rot = t.apply(Image.new("RGB", (320, 240), (200, 200, 200)),
                   {"position": "c", "aug": "rotate", "value": 20.0})
@@ -167,7 +172,7 @@ def test_train_transform_one_draw_applies_identically_to_all_frames():
         seen_aug.add(params["aug"])
         outs = [t(f) for f in frames]
         for f, o in zip(frames, outs):
-            np.testing.assert_array_equal(o, _reference_train(f, 112, params))
+            np.testing.assert_array_equal(o, reference_train(f, 112, params))
         assert t.params == params  # applying does not redraw
         np.testing.assert_array_equal(t(frames[0]), outs[0])
     assert {"flip", "rotate", "brightness", None} <= seen_aug
