@@ -367,18 +367,11 @@ def run_model(model, visual, audio, with_features=False):
     import numpy as np
     from core.jittor_setup import jt
     from core.evaluate import softmax
-    from core.features import batch_rows
+    from core.features import forward
 
-    features = None
     with jt.no_grad():
-        v, a = jt.array(visual[None]), jt.array(audio[None])
-        if with_features:
-            fused, alpha, beta, gamma = model.features(v, a)
-            logits = model.av_fc(fused)
-            features = batch_rows(fused.numpy(), alpha.numpy(), beta.numpy(), gamma.numpy(),
-                                  logits.numpy(), model.ft_channels)
-        else:
-            logits, _alpha, _beta, gamma = model(v, a)
+        logits, gamma, features = forward(model, jt.array(visual[None]), jt.array(audio[None]),
+                                          with_rows=with_features)
         logits = logits.numpy().astype(np.float32)
         gamma = gamma.numpy().astype(np.float32)
     return softmax(logits)[0], logits[0], gamma[0], features

@@ -230,7 +230,7 @@ def evaluate(model, loader, criterion=None, desc="val", progress=True, features=
     """
     from tqdm import tqdm
     from core import distributed
-    from core.features import batch_rows
+    from core.features import forward
 
     if getattr(loader, "drop_last", False):
         raise ValueError("evaluate() needs a loader that keeps its last batch "
@@ -253,14 +253,9 @@ def evaluate(model, loader, criterion=None, desc="val", progress=True, features=
         with jt.no_grad():
             for batch in bar:
                 visual, target, audio, video_ids = batch
+                logits, gamma, rows = forward(model, visual, audio, with_rows=features)
                 if features:
-                    fused, alpha, beta, gamma = model.features(visual, audio)
-                    logits = model.av_fc(fused)
-                    collected.append(batch_rows(_numpy(fused), _numpy(alpha), _numpy(beta),
-                                                _numpy(gamma), _numpy(logits),
-                                                model.ft_channels))
-                else:
-                    logits, _alpha, _beta, gamma = model(visual, audio)
+                    collected.append(rows)
                 batch_loss = None
                 if criterion is not None:
                     tgt = target if isinstance(target, jt.Var) else jt.array(np.asarray(target))

@@ -56,6 +56,19 @@ def batch_rows(fused, alpha, beta, gamma, logits, n_visual):
             "logits": np.asarray(logits, np.float32)}
 
 
+def forward(model, visual, audio, with_rows=False):
+    """A batch through VAANet as its forward runs it (``features``, then ``av_fc``):
+    ``(logits, gamma, rows)``, with ``rows`` the batch's ``batch_rows`` when ``with_rows``
+    (else None)."""
+    fused, alpha, beta, gamma = model.features(visual, audio)
+    logits = model.av_fc(fused)
+    rows = None
+    if with_rows:
+        rows = batch_rows(fused.numpy(), alpha.numpy(), beta.numpy(), gamma.numpy(),
+                          logits.numpy(), model.ft_channels)
+    return logits, gamma, rows
+
+
 class FeatureTable:
     """Rows of features keyed by video, with the class names (see the module docstring)."""
 
