@@ -76,7 +76,7 @@ def resume_problem(ckpt, path, classes):
     return None
 
 
-def data_error(error, opt, epoch, phase, checkpoint, resume_flags, data_root):
+def data_error(error, opt, epoch, phase, checkpoint, resume_flags):
     """Report a sample that cannot be read (``datasets.errors.SampleError``) during
     ``phase`` ("training" or "evaluation") of ``epoch``, with the checkpoint to resume
     from; returns the exit status. With --debug, raises it (the traceback is shown)."""
@@ -84,6 +84,7 @@ def data_error(error, opt, epoch, phase, checkpoint, resume_flags, data_root):
         print(f"where the error happened:\n{error.detail}", file=sys.stderr)
         raise error
     from core.distributed import report
+    from datasets.errors import check_hint
     lines = [f"main.py: cannot read a sample during epoch {epoch}'s {phase}:"] + error.lines()
     if phase == "evaluation":
         lines.append(f"Epoch {epoch}'s training is saved in {checkpoint}.")
@@ -97,8 +98,7 @@ def data_error(error, opt, epoch, phase, checkpoint, resume_flags, data_root):
                      f"{resume_flags}{first}.")
     else:
         lines.append("Repair the file, then start again.")
-    lines.append(f"`python tools/prepare_dataset.py --check {data_root}` lists every damaged "
-                 f"file and how to re-extract it; --debug shows the traceback.")
+    lines.append(check_hint(opt.root_path, opt.dataset))
     report("\n".join(lines))
     return 1
 
@@ -221,13 +221,12 @@ def main(argv=None):
     # The checkpoint to resume from after a failure: the latest one written (or read).
     last_checkpoint = resume_file
     resume_flags = "" if opt.expr_name or folder == opt.resume_path else f" --expr_name {expr_name}"
-    data_root = f"--dst {opt.root_path} --dataset {opt.dataset}"
     if unevaluated:
         try:
             val, best = validate(begin_epoch - 1)
         except SampleError as e:
             return data_error(e, opt, begin_epoch - 1, "evaluation", last_checkpoint,
-                              resume_flags, data_root)
+                              resume_flags)
         if main_rank:
             print(f"epoch {begin_epoch - 1}/{opt.n_epochs} val loss {val.loss:.4f} acc "
                   f"{val.accuracy:.3f}{'  (best)' if best else ''}", flush=True)
@@ -242,7 +241,7 @@ def main(argv=None):
                       f"Try a lower --learning_rate.", file=sys.stderr)
             return 1
         except SampleError as e:
-            return data_error(e, opt, epoch, "training", last_checkpoint, resume_flags, data_root)
+            return data_error(e, opt, epoch, "training", last_checkpoint, resume_flags)
         tr = distributed.average_metrics(tr)
         # The epoch's training is saved before its evaluation, which may fail on bad data.
         if main_rank:
@@ -256,8 +255,7 @@ def main(argv=None):
         try:
             val, best = validate(epoch)
         except SampleError as e:
-            return data_error(e, opt, epoch, "evaluation", last_checkpoint, resume_flags,
-                              data_root)
+            return data_error(e, opt, epoch, "evaluation", last_checkpoint, resume_flags)
         if main_rank:
             print(f"epoch {epoch}/{opt.n_epochs} {tr['time']:.0f}s  train loss {tr['loss']:.4f} "
                   f"acc {tr['acc']:.3f} | val loss {val.loss:.4f} acc {val.accuracy:.3f}"

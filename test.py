@@ -159,7 +159,7 @@ def run(argv=None):
     from core.loss import get_loss
     from core.features import FeatureTable
     from core.report import Report
-    from datasets.errors import SampleError
+    from datasets.errors import SampleError, check_hint
     from datasets.factory import get_validation_set, make_loader
     from datasets.ve8 import DatasetError
     from model import model_config, model_from_state_dict
@@ -192,9 +192,7 @@ def run(argv=None):
             raise
         raise DataError("\n".join(
             ["test.py: cannot read a sample of the test split:"] + e.lines()
-            + [f"`python tools/prepare_dataset.py --check --dst {opt.root_path} --dataset "
-               f"{opt.dataset}` lists every damaged file and how to re-extract it; --debug "
-               f"shows the traceback."])) from None
+            + [check_hint(opt.root_path, opt.dataset)])) from None
     info = {"checkpoint": os.path.abspath(opt.resume_path),
             "checkpoint_epoch": trained_epochs(meta),
             "split": "validation",

@@ -24,8 +24,8 @@ from PIL import UnidentifiedImageError
 
 from datasets.media import list_frame_indices, stored_n_frames
 
-__all__ = ["UnreadableFile", "SampleError", "names_the_file", "frame_cause", "audio_cause",
-           "os_cause"]
+__all__ = ["UnreadableFile", "SampleError", "check_hint", "names_the_file", "frame_cause",
+           "audio_cause", "os_cause"]
 
 
 class UnreadableFile(Exception):
@@ -67,6 +67,12 @@ class SampleError(RuntimeError):
 
     def __str__(self):
         return f"video {self.video_id} ({self.label}): {self.path}: {self.cause}"
+
+
+def check_hint(root_path, dataset):
+    """The line that ends a SampleError's report: how to list every damaged file."""
+    return (f"`python tools/prepare_dataset.py --check --dst {root_path} --dataset {dataset}` "
+            f"lists every damaged file and how to re-extract it; --debug shows the traceback.")
 
 
 def names_the_file(cause):
