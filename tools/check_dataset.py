@@ -7,7 +7,7 @@ Usage (from the repository root)::
     python tools/check_dataset.py --dst ROOT --dataset ek6 --workers 8
 
 Every video of the annotation json (both subsets) is checked, in parallel (``--workers``
-processes) with a progress bar, with the loader's own readers (``datasets.sample.load_frame``,
+processes) with a progress bar, with the loader's own readers (``datasets.sample.read_frame``,
 ``datasets.audio.load_audio``):
 
 - its ``n_frames`` file (readable, and not larger than the frames on disk);
@@ -31,7 +31,7 @@ from typing import List, Optional
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from datasets.catalog import DATASETS  # noqa: E402
+from datasets.catalog import DATASETS, AnnotationError, read_annotation  # noqa: E402
 from datasets.errors import UnreadableFile  # noqa: E402
 from datasets.media import (N_FRAMES_FILE, frame_file, list_frame_indices,  # noqa: E402
                             read_n_frames)
@@ -54,11 +54,16 @@ class Damage:
 # --------------------------------------------------------------------------- checks of one video
 def frame_damage(video_dir) -> List[tuple]:
     """``[(path, cause)]`` of the damaged files of one frame folder (``[]``: none)."""
-    from datasets.sample import load_frame
+    return _frame_damage(video_dir)[0]
+
+
+def _frame_damage(video_dir):
+    """``(frame_damage's list, the number of frames in the folder)``."""
+    from datasets.sample import read_frame
 
     video_dir = os.fspath(video_dir)
     if not os.path.isdir(video_dir):
-        return [(video_dir, "frame folder missing")]
+        return [(video_dir, "frame folder missing")], 0
     found = list_frame_indices(video_dir)
     problems = []
     counter = os.path.join(video_dir, N_FRAMES_FILE)
@@ -81,10 +86,10 @@ def frame_damage(video_dir) -> List[tuple]:
                      for i in range(1, min(n_frames, last) + 1) if i not in on_disk]
     for i in found:
         try:
-            load_frame(frame_file(video_dir, i))
+            read_frame(frame_file(video_dir, i))
         except UnreadableFile as e:
             problems.append((e.path, e.cause))
-    return problems
+    return problems, len(found)
 
 
 def audio_damage(mp3) -> Optional[str]:
@@ -107,12 +112,12 @@ def audio_damage(mp3) -> Optional[str]:
 
 
 def _check_video(key, video_dir, mp3):
-    damage = [Damage(key, p, cause, video_dir) for p, cause in frame_damage(video_dir)]
+    problems, frames = _frame_damage(video_dir)
+    damage = [Damage(key, p, cause, video_dir) for p, cause in problems]
     if mp3 is not None:
         cause = audio_damage(mp3)
         if cause:
             damage.append(Damage(key, mp3, cause, mp3))
-    frames = len(list_frame_indices(video_dir))
     return damage, frames
 
 
@@ -127,11 +132,8 @@ def _quiet_worker():
 # --------------------------------------------------------------------------- the whole dataset
 def videos_of(root, dataset, split=1, audio=True):
     """``[(key "Class/id", frame folder, mp3 or None)]`` of every video of the annotation."""
-    import json
-
     facts = DATASETS[dataset]
-    with open(Path(root) / facts.annotation_file(split), encoding="utf-8") as f:
-        database = json.load(f)["database"]
+    _, database = read_annotation(Path(root) / facts.annotation_file(split))
     out = []
     for video_id, info in database.items():
         label = (info.get("annotations") or {}).get("label")
@@ -181,13 +183,11 @@ def redo_command(outputs, root, args) -> str:
 def run(args) -> int:
     """The check of ``args.dst`` (options of ``add_check_options``); returns the exit status."""
     root = Path(args.dst)
-    facts = DATASETS[args.dataset]
     start = time.time()
     try:
         videos = videos_of(root, args.dataset, args.split, audio=not getattr(args, "no_audio", False))
-    except (OSError, ValueError, KeyError) as e:
-        print(f"error: cannot read the annotation {root / facts.annotation_file(args.split)} "
-              f"({e}); prepare the dataset first", file=sys.stderr)
+    except AnnotationError as e:  # it names the file
+        print(f"error: {e}; prepare the dataset first", file=sys.stderr)
         return 2
     damages, frames = check(videos, args.workers, not args.no_progress)
     n_mp3 = sum(1 for v in videos if v[2] is not None)
