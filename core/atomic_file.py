@@ -4,7 +4,8 @@
 then renames it over ``path``: ``path`` holds either the old or the new complete file, and
 on any error the temporary file is removed. ``durable=True`` also fsyncs the file and the
 folder, so the new file survives a power cut (checkpoints). The file gets the permissions a
-plainly created one would (``mkstemp`` alone makes 0600 files).
+plainly created one would (``mkstemp`` alone makes 0600 files). ``write_text_if_changed``
+leaves a file that already holds the text alone (its time stamp too).
 """
 import os
 import tempfile
@@ -48,3 +49,12 @@ def write_atomically(path, write, durable=False):
         except OSError:
             pass
     return path
+
+
+def write_text_if_changed(path, text):
+    """Write ``text`` (UTF-8) to ``path`` atomically, unless the file already holds it."""
+    if os.path.isfile(path):
+        with open(path, encoding="utf-8") as f:
+            if f.read() == text:
+                return
+    write_atomically(path, lambda f: f.write(text.encode("utf-8")))

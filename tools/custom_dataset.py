@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
-from core.atomic_file import write_atomically
+from core.atomic_file import write_text_if_changed
 from datasets.catalog import DATASETS
 from datasets.media import VIDEO_EXTS, find_videos
 from tools.ve8_json import (Entry, SplitError, Splits, check_against_raw, read_splits,
@@ -72,8 +72,7 @@ class CustomPlan:
             return None
         self.lists_dir.mkdir(parents=True, exist_ok=True)
         for path, text in lists_text(self.splits, self.lists_dir).items():
-            if not (path.is_file() and path.read_text(encoding="utf-8") == text):
-                write_atomically(path, lambda f, t=text: f.write(t.encode("utf-8")))
+            write_text_if_changed(path, text)
         return self.lists_dir
 
 

@@ -43,7 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import ffmpeg as ffmpeg_python  # noqa: E402
 
-from core.atomic_file import write_atomically  # noqa: E402
+from core.atomic_file import write_text_if_changed  # noqa: E402
 from datasets.catalog import DATASETS  # noqa: E402
 from datasets.media import ffmpeg_to_file, remove_partials  # noqa: E402
 from tools.jobs import (Result, add_common_args, print_summary, resolve_ffmpeg_arg,  # noqa: E402
@@ -118,12 +118,6 @@ def video_job(key, path, params, seconds, ffmpeg, overwrite) -> Result:
     return Result(key, "done")
 
 
-def _write_if_changed(path: Path, text: str) -> None:
-    if path.is_file() and path.read_text(encoding="utf-8") == text:
-        return
-    write_atomically(path, lambda f: f.write(text.encode("utf-8")))
-
-
 def main(argv=None) -> int:
     parser = tool_parser("Make a synthetic VE-8-layout raw dataset (RAW/<Class>/<id>.mp4 with sound) "
                          "and its split lists in RAW/splits/.")
@@ -176,9 +170,9 @@ def main(argv=None) -> int:
         print(f"next: python tools/prepare_dataset.py --dataset custom --src {raw} --dst DATA_ROOT")
         return 1 if failed else 0
     split_dir.mkdir(parents=True, exist_ok=True)
-    _write_if_changed(split_dir / "classInd.txt", "".join(f"{i + 1} {c}\n" for i, c in enumerate(classes)))
-    _write_if_changed(split_dir / "trainlist01.txt", "".join(l + "\n" for l in train_lines))
-    _write_if_changed(split_dir / "testlist01.txt", "".join(l + "\n" for l in test_lines))
+    write_text_if_changed(split_dir / "classInd.txt", "".join(f"{i + 1} {c}\n" for i, c in enumerate(classes)))
+    write_text_if_changed(split_dir / "trainlist01.txt", "".join(l + "\n" for l in train_lines))
+    write_text_if_changed(split_dir / "testlist01.txt", "".join(l + "\n" for l in test_lines))
     print(f"{len(classes)} classes x ({args.per_class_train} train + {args.per_class_test} test) "
           f"videos of {args.seconds:g} s; split lists in {split_dir}")
     print(f"next: python tools/prepare_dataset.py --src {raw} --dst DATA_ROOT --split_dir {split_dir}")
