@@ -35,6 +35,7 @@ This module imports nothing of the project's and does not import Jittor.
 """
 import contextlib
 import ctypes
+import functools
 import signal
 import subprocess
 import threading
@@ -48,6 +49,7 @@ _depth = 0
 _saved = None
 
 
+@functools.lru_cache(maxsize=None)
 def _libc():
     return ctypes.CDLL(None, use_errno=True)
 

@@ -207,11 +207,6 @@ class VE8Dataset(Dataset):
         rng = rng if rng is not None else self._rng(index)
         return self.recipe.snippets(self.data[index]["frame_indices"], rng), rng
 
-    def load_visual(self, index, rng=None):
-        entry = self.data[index]
-        rng = rng if rng is not None else self._rng(index)
-        return self.recipe.visual(entry["video_dir"], entry["frame_indices"], rng)[0]
-
     _in_worker = False  # True in Jittor's loader worker processes
 
     def __getitem__(self, index):

@@ -200,6 +200,8 @@ def build_kernel(cache_dir=None, source=_SOURCE, link=()):
                 os.replace(tmp, path)
                 return path
             errors.append(f"{cc} {' '.join(flags)}: {r.stderr.strip()[-2000:]}")
+        except subprocess.SubprocessError as e:  # a compiler that hangs: timed out
+            errors.append(f"{cc} {' '.join(flags)}: {e}")
         finally:
             if os.path.exists(tmp):
                 os.unlink(tmp)
@@ -245,7 +247,7 @@ def kernel():
                     lib.resample_work_words.argtypes = [ctypes.POINTER(_Plan)]
                     lib.resample_work_words.restype = ctypes.c_size_t
                     _lib = lib
-                except (OSError, RuntimeError, subprocess.SubprocessError) as e:
+                except (OSError, RuntimeError) as e:
                     warnings.warn(f"the resampling kernel is unavailable ({e}); frames are "
                                   "resized with Pillow (same values, slower)")
                     _lib = False
