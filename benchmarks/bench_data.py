@@ -58,7 +58,7 @@ from PIL import Image  # noqa: E402
 
 from datasets.audio import mfcc_features  # noqa: E402
 from datasets.catalog import DATASETS  # noqa: E402
-from datasets.media import write_n_frames  # noqa: E402
+from datasets.media import find_ffmpeg, write_n_frames  # noqa: E402
 from datasets.ve8 import VE8Dataset, item_rng  # noqa: E402
 from transforms.temporal import TSN  # noqa: E402
 from transforms.spatial import TrainSpatialTransform, EvalSpatialTransform  # noqa: E402
@@ -67,18 +67,13 @@ VE8 = DATASETS["ve8"]
 CLASSES = VE8.classes.names
 
 
-def ffmpeg_exe():
-    import imageio_ffmpeg
-    return imageio_ffmpeg.get_ffmpeg_exe()
-
-
 def make_data(out, n_videos, seconds):
     """Prepared VE-8 layout with ``n_videos`` synthetic videos of ``seconds`` s (cached)."""
     root = os.path.join(out, f"ve8_{n_videos}x{seconds:g}s")
     done = os.path.join(root, ".complete")
     if os.path.exists(done):
         return root
-    ff = ffmpeg_exe()
+    ff = find_ffmpeg()
     db = {}
     for k in range(n_videos):
         cls, vid = CLASSES[k % 8], f"bench_{k:03d}"

@@ -60,6 +60,7 @@ from benchmarks.lockstep import Worker, fmt_spread, interleave, load_average, se
 
 # Neither imports Jittor, so that the PyTorch worker stays free of it.
 from datasets.catalog import DATASETS  # noqa: E402
+from model import model_config, release_defaults  # noqa: E402
 from opts import add_model_options, add_training_options, defaults_of  # noqa: E402
 
 DATASET = "ve8"  # its classes and polarity, for the PCCE loss
@@ -98,10 +99,8 @@ def make_batch(cfg, seed=0):
 
 
 def model_options(cfg):
-    """opts.py's model options at the config's sizes, with the dataset's class count."""
-    out = defaults_of(add_model_options)
-    out.update({k: cfg[k] for k in SIZES}, dataset=DATASET, n_classes=len(DATASETS[DATASET].classes))
-    return out
+    """The release's model options at the config's sizes (``model.model_config``)."""
+    return model_config(dict(release_defaults(), dataset=DATASET, **{k: cfg[k] for k in SIZES}))
 
 
 def positive_mask():

@@ -12,7 +12,8 @@ that neither side always runs first after the other has warmed the caches.
                       pairs = interleave([a, b], "step", 9)   # [[t_a, t_b], ...]
     worker:       serve({"warmup": ..., "step": ..., "finish": ...})
 
-Used by ``bench_model.py --compare`` and ``bench_conv.py``.
+Used by ``bench_model.py --compare``, ``bench_conv.py``, ``bench_data.py`` and
+``bench_predict.py``.
 """
 import json
 import os
