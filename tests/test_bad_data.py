@@ -18,13 +18,12 @@ from pathlib import Path
 import pytest
 
 from datasets.catalog import DATASETS
+from tests.test_evaluate import TINY  # test.py's tiny configuration
+from tests.test_mpi import MPIRUN, TINY as MPI_TINY, _run as mpi_run
 
 REPO = Path(__file__).resolve().parents[1]
 PY = sys.executable
 VE8 = DATASETS["ve8"]
-TINY = {"dataset": "ve8", "n_classes": 8, "resnet_depth": 10, "seq_len": 2,
-        "snippet_duration": 4, "sample_size": 32, "audio_embed_size": 256,
-        "audio_n_segments": 16, "fps": 30}
 CRASHING_FFMPEG = "#!/bin/sh\nkill -SEGV $$\n"
 
 
@@ -316,24 +315,15 @@ def test_predict_reports_a_killed_ffmpeg_as_that_video_s_failure(signal, when, t
 
 
 # ---------------------------------------------------------------- under MPI
-MPIRUN = shutil.which("mpirun")
-
-
 @pytest.mark.skipif(MPIRUN is None, reason="mpirun not found")
 def test_mpi_evaluation_error_names_the_rank_and_keeps_the_epoch(damaged, tmp_path):
     from core.checkpoint import load_checkpoint
 
     root, damage = damaged
     path = damage(3, _corrupt)
-    env = {**os.environ, "OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1",
-           "OMPI_MCA_rmaps_base_oversubscribe": "1", "VAANET_NO_CUDA": "1",
-           "PYTHONPATH": str(REPO)}
-    cmd = [MPIRUN, "--oversubscribe", "-np", "2", PY, "main.py", "--root_path", str(root),
-           "--result_path", str(tmp_path / "results"), "--expr_name", "mpi", "--n_epochs", "2",
-           "--resnet_depth", "10", "--snippet_duration", "4", "--sample_size", "32",
-           "--seq_len", "2", "--batch_size", "4", "--n_threads", "0", "--manual_seed", "3",
-           "--no_cuda"]
-    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=420)
+    proc = mpi_run(["main.py", "--root_path", str(root), "--result_path", str(tmp_path / "results"),
+                    "--expr_name", "mpi", "--n_epochs", "2", *MPI_TINY, "--sample_size", "32"],
+                   np_=2, check=False)
     err = proc.stdout + proc.stderr
     assert proc.returncode != 0, err[-3000:]
     rank = re.search(r"rank ([01]): main.py: cannot read a sample during epoch 1's evaluation",

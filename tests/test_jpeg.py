@@ -1,14 +1,13 @@
 """The frame decoder (datasets/jpeg.py) against Pillow's ``Image.open(f).convert('RGB')``,
 value for value, and its fall-backs: what it refuses goes to Pillow, and a decoder whose
 pixels differ from Pillow's stands down (positive control)."""
-import io
-
 import numpy as np
 import pytest
 from PIL import Image
 
 from datasets import jpeg
 from datasets.sample import SampleRecipe, frame_indices
+from tests.test_resample import natural
 from transforms import resample
 
 pytestmark = pytest.mark.skipif(jpeg.decoder() is None,
@@ -19,13 +18,6 @@ def jpeg_file(tmp_path, name, arr, **save):
     path = tmp_path / name
     Image.fromarray(arr).save(path, "JPEG", **save)
     return str(path)
-
-
-def natural(w, h, seed):
-    rng = np.random.default_rng(seed)
-    y, x = np.mgrid[0:h, 0:w]
-    base = np.stack([x * 255 // (w - 1), y * 255 // (h - 1), ((x // 7 + y // 5) % 2) * 200], -1)
-    return np.clip(base + rng.normal(0, 12, base.shape), 0, 255).astype(np.uint8)
 
 
 @pytest.mark.parametrize("subsampling", [0, 1, 2])

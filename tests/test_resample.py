@@ -23,15 +23,19 @@ def noise(w, h, seed=0):
     return Image.fromarray(np.random.default_rng(seed).integers(0, 256, (h, w, 3), np.uint8))
 
 
-def jpeg_frame(w, h, seed=0):
-    """A decoded JPEG with natural-looking content (smooth gradients, edges, noise)."""
+def natural(w, h, seed=0):
+    """uint8 [h, w, 3] of natural-looking content (smooth gradients, edges, noise)."""
     rng = np.random.default_rng(seed)
     y, x = np.mgrid[0:h, 0:w]
     base = np.stack([(x * 255 // max(w - 1, 1)), (y * 255 // max(h - 1, 1)),
                      ((x // 7 + y // 5) % 2) * 200], -1)
-    arr = np.clip(base + rng.normal(0, 12, base.shape), 0, 255).astype(np.uint8)
+    return np.clip(base + rng.normal(0, 12, base.shape), 0, 255).astype(np.uint8)
+
+
+def jpeg_frame(w, h, seed=0):
+    """A decoded JPEG of ``natural`` content."""
     buf = io.BytesIO()
-    Image.fromarray(arr).save(buf, "JPEG", quality=85)
+    Image.fromarray(natural(w, h, seed)).save(buf, "JPEG", quality=85)
     return Image.open(io.BytesIO(buf.getvalue())).convert("RGB")
 
 
