@@ -24,13 +24,12 @@ import glob
 import io
 import os
 import threading
-import warnings
 
 import numpy as np
 import PIL
 from PIL import Image
 
-from transforms.resample import build_kernel
+from transforms.resample import build_kernel, load_or_warn
 
 _SOURCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "jpeg.c")
 
@@ -89,6 +88,16 @@ def _decode_bytes(lib, data):
     return buf[:4 * w.value * h.value].reshape(h.value, w.value, 4)
 
 
+def _load():
+    lib = ctypes.CDLL(build_kernel(source=_SOURCE, link=_link_args()))
+    lib.jpeg_rgbx.argtypes = [ctypes.c_char_p, ctypes.c_ulong, ctypes.c_void_p, ctypes.c_size_t,
+                              ctypes.POINTER(ctypes.c_int), ctypes.POINTER(ctypes.c_int)]
+    lib.jpeg_rgbx.restype = ctypes.c_int
+    if not agrees_with_pillow(lambda data: _decode_bytes(lib, data)):
+        raise RuntimeError(f"its pixels differ from Pillow {Image.__version__}'s")
+    return lib
+
+
 def decoder():
     """The ctypes decoder, built, loaded and checked on first call; None if unavailable
     (one warning)."""
@@ -96,19 +105,7 @@ def decoder():
     if _lib is None:
         with _lib_lock:
             if _lib is None:
-                try:
-                    lib = ctypes.CDLL(build_kernel(source=_SOURCE, link=_link_args()))
-                    lib.jpeg_rgbx.argtypes = [ctypes.c_char_p, ctypes.c_ulong, ctypes.c_void_p,
-                                              ctypes.c_size_t, ctypes.POINTER(ctypes.c_int),
-                                              ctypes.POINTER(ctypes.c_int)]
-                    lib.jpeg_rgbx.restype = ctypes.c_int
-                    if not agrees_with_pillow(lambda data: _decode_bytes(lib, data)):
-                        raise RuntimeError(f"its pixels differ from Pillow {Image.__version__}'s")
-                    _lib = lib
-                except (OSError, RuntimeError) as e:
-                    warnings.warn(f"the JPEG decoder is unavailable ({e}); frames are decoded "
-                                  "by Pillow (same values, slower)")
-                    _lib = False
+                _lib = load_or_warn(_load, "the JPEG decoder", "frames are decoded by Pillow")
     return _lib or None
 
 

@@ -228,8 +228,28 @@ def _make_plan(lib, g, width, vertical_first):
     return plan
 
 
+def load_or_warn(load, what, instead):
+    """``load()`` (build, load and check a C library), or False with one warning, "``what``
+    is unavailable (why); ``instead`` (same values, slower)", when it cannot be."""
+    try:
+        return load()
+    except (OSError, RuntimeError) as e:
+        warnings.warn(f"{what} is unavailable ({e}); {instead} (same values, slower)")
+        return False
+
+
 _lib = None       # the loaded kernel, False once it failed (Pillow is used then)
 _lib_lock = threading.Lock()
+
+
+def _load():
+    lib = ctypes.CDLL(build_kernel())
+    p, z = ctypes.c_void_p, ctypes.c_ssize_t
+    lib.resample_rgbx.argtypes = [ctypes.POINTER(_Plan), p, p, z, z, p]
+    lib.resample_rgbx.restype = None
+    lib.resample_work_words.argtypes = [ctypes.POINTER(_Plan)]
+    lib.resample_work_words.restype = ctypes.c_size_t
+    return lib
 
 
 def kernel():
@@ -239,18 +259,8 @@ def kernel():
     if _lib is None:
         with _lib_lock:
             if _lib is None:
-                try:
-                    lib = ctypes.CDLL(build_kernel())
-                    p, z = ctypes.c_void_p, ctypes.c_ssize_t
-                    lib.resample_rgbx.argtypes = [ctypes.POINTER(_Plan), p, p, z, z, p]
-                    lib.resample_rgbx.restype = None
-                    lib.resample_work_words.argtypes = [ctypes.POINTER(_Plan)]
-                    lib.resample_work_words.restype = ctypes.c_size_t
-                    _lib = lib
-                except (OSError, RuntimeError) as e:
-                    warnings.warn(f"the resampling kernel is unavailable ({e}); frames are "
-                                  "resized with Pillow (same values, slower)")
-                    _lib = False
+                _lib = load_or_warn(_load, "the resampling kernel",
+                                    "frames are resized with Pillow")
     return _lib or None
 
 
