@@ -16,7 +16,8 @@
   as its input (Jittor's ``nn.Pool`` refuses that); OpenMP kernels on the CPU, one fused
   gather-max elsewhere. Either way the gradient goes to the first maximum of each window, as
   in PyTorch.
-- ``Conv1d``/``Linear``: the 1x1 Conv1d and Linear of PyTorch, with PyTorch's default init.
+- ``Conv1d``/``Linear``: the 1x1 Conv1d and Linear of PyTorch, with PyTorch's default init
+  (or, for a Conv1d, the Kaiming-normal one the release gives its visual heads).
 
 Parameter names and shapes are PyTorch's, so state dicts move between the two unchanged.
 
@@ -384,13 +385,23 @@ class Conv2d(nn.Module):
 
 class Conv1d(nn.Module):
     """PyTorch's Conv1d with kernel size 1 on ``[N, C, L]``, as one 2D matrix product over
-    every position (a batched product would be computed as a broadcast and a reduction)."""
+    every position (a batched product would be computed as a broadcast and a reduction).
 
-    def __init__(self, in_channels, out_channels, bias=True):
+    ``init`` is the weight's: 'default' (PyTorch's for a new layer, U(+-1/sqrt(fan_in))) or
+    'fan_out' (Kaiming-normal, what the release gives the visual heads). The bias always
+    gets PyTorch's default: the release re-initialises weights only."""
+
+    def __init__(self, in_channels, out_channels, bias=True, init="default"):
         super().__init__()
         self.weight = jt.zeros((out_channels, in_channels, 1))
-        kaiming_normal_fan_out(self.weight)
-        self.bias = jt.zeros(out_channels) if bias else None
+        if init == "fan_out":
+            kaiming_normal_fan_out(self.weight)
+        else:
+            torch_default_uniform(self.weight, in_channels)
+        self.bias = None
+        if bias:
+            self.bias = jt.zeros(out_channels)
+            torch_default_uniform(self.bias, in_channels)
 
     def execute(self, x):
         n, c, length = x.shape

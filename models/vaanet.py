@@ -22,11 +22,13 @@ from models.resnet3d import FusedSequential, output_channels, output_positions, 
 
 
 class _Attention(nn.Module):
-    """conv: Conv1d(k=1, no bias) to one channel + BN1d(1) + Tanh; then fc."""
+    """conv: Conv1d(k=1, no bias) to one channel + BN1d(1) + Tanh; then fc. ``init``: the
+    Conv1d's (see ``Conv1d``)."""
 
-    def __init__(self, in_channels, fc_features, fc_bias):
+    def __init__(self, in_channels, fc_features, fc_bias, init):
         super().__init__()
-        self.conv = nn.Sequential(Conv1d(in_channels, 1, bias=False), BatchNorm(1), nn.Tanh())
+        self.conv = nn.Sequential(Conv1d(in_channels, 1, bias=False, init=init), BatchNorm(1),
+                                  nn.Tanh())
         self.fc = Linear(fc_features, fc_features, bias=fc_bias)
 
     def scores(self, x):
@@ -51,19 +53,26 @@ class VAANet(nn.Module):
         for p in self.resnet.parameters():
             p.requires_grad = False
         self.conv0 = FusedSequential(
-            Conv1d(output_channels(resnet_depth), self.ft_channels),
+            Conv1d(output_channels(resnet_depth), self.ft_channels, init="fan_out"),
             BatchNorm(self.ft_channels), nn.ReLU())
-        self.sa_net = _Attention(self.ft_channels, self.n_positions, fc_bias=False)
-        self.cwa_net = _Attention(self.n_positions, self.ft_channels, fc_bias=False)
-        self.ta_net = _Attention(self.ft_channels, seq_len, fc_bias=True)
+        # the release re-initialises the visual heads' Conv1d weights (Kaiming-normal,
+        # fan_out); every other new layer keeps PyTorch's default
+        self.sa_net = _Attention(self.ft_channels, self.n_positions, False, "fan_out")
+        self.cwa_net = _Attention(self.n_positions, self.ft_channels, False, "fan_out")
+        self.ta_net = _Attention(self.ft_channels, seq_len, True, "fan_out")
         self.ta_net.fc.bias.assign(jt.ones(seq_len))
         self.fc = Linear(self.ft_channels, n_classes)  # unused, as in the release
 
         self.a_resnet = audio_resnet18()
         self.a_fc = nn.Sequential(Linear(512, audio_embed_size),
                                   BatchNorm(audio_embed_size), nn.Tanh())
-        self.aa_net = _Attention(audio_embed_size, audio_n_segments, fc_bias=True)
+        self.aa_net = _Attention(audio_embed_size, audio_n_segments, True, "default")
         self.av_fc = Linear(self.ft_channels + audio_embed_size, n_classes)
+
+    def unused_parameters(self):
+        """The parameters the forward never uses (``fc``'s): they get no gradient, so the
+        release's Adam leaves them as they are."""
+        return [self.fc.weight, self.fc.bias]
 
     def train(self):
         """Training mode for every submodule. Unlike Jittor's ``Module.train``/``eval``, the
