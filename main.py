@@ -142,7 +142,7 @@ def main(argv=None):
     from core.evaluate import evaluate
     from core.experiment import Experiment, ExperimentExistsError, checkpoint_path
     from core.loss import get_loss
-    from core.optimizer import Adam
+    from core.optimizer import release_adam
     from core.report import plot_curves
     from core.train import NonFiniteLossError, train_epoch
     from datasets.factory import get_training_set, get_validation_set, make_loader
@@ -165,8 +165,7 @@ def main(argv=None):
 
     model = load_pretrained_model(generate_model(opt), opt)
     criterion = get_loss(opt)
-    optimizer = Adam([p for p in model.parameters() if p.requires_grad],
-                     lr=opt.learning_rate, weight_decay=opt.weight_decay)
+    optimizer = release_adam(model, opt.learning_rate, opt.weight_decay)
 
     begin_epoch, best_acc = opt.begin_epoch, 0.0
     unevaluated = False

@@ -49,7 +49,7 @@ def main():
 
     from core.jittor_setup import jt
     from core.loss import get_loss
-    from core.optimizer import Adam
+    from core.optimizer import release_adam
     from core.train import train_epoch
     from datasets.factory import get_training_set, make_loader
     from model import generate_model
@@ -57,7 +57,7 @@ def main():
     jt.set_global_seed(opt.manual_seed)
     train_set = make_loader(get_training_set(opt), opt, shuffle=True)
     model = generate_model(opt)
-    optimizer = Adam([q for q in model.parameters() if q.requires_grad], lr=opt.learning_rate)
+    optimizer = release_adam(model, opt.learning_rate)
     criterion = get_loss(opt)
     results = {"videos": train_set.n_samples, "batch_size": opt.batch_size,
                "seq_len": opt.seq_len, "snippet_duration": opt.snippet_duration,

@@ -112,7 +112,7 @@ def jittor_step(cfg, mode):
     or the one whose root is first on sys.path, see ``--root``)."""
     from core.jittor_setup import jt
     from core.loss import PCCELoss
-    from core.optimizer import Adam
+    from core.optimizer import release_adam
     from model import generate_model
 
     jt.set_global_seed(0)
@@ -132,7 +132,7 @@ def jittor_step(cfg, mode):
     else:
         model.train()
         criterion = PCCELoss(positive_mask())
-        optimizer = Adam([p for p in model.parameters() if p.requires_grad], lr=2e-4)
+        optimizer = release_adam(model, 2e-4)
 
         def step():
             logits = model(visual, audio)[0]

@@ -58,9 +58,17 @@ def _adam_source(n):
 
 
 class Adam(jt.optim.Optimizer):
-    def __init__(self, params, lr=2e-4, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
+    """``params``: every parameter the optimizer holds, in the order its ``state_dict``
+    numbers them. ``unused``: those of them that the forward never uses. PyTorch's Adam
+    skips a parameter that received no gradient, weight decay included, so these are
+    never updated and get no state; Jittor would hand them a gradient of zeros."""
+
+    def __init__(self, params, lr=2e-4, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0,
+                 unused=()):
         params = list(params)
-        super().__init__(params, lr)
+        unused = {id(p) for p in unused}
+        self.trained = [i for i, p in enumerate(params) if id(p) not in unused]
+        super().__init__([params[i] for i in self.trained], lr)
         self.betas = tuple(betas)
         self.eps = eps
         self.weight_decay = weight_decay
@@ -74,10 +82,10 @@ class Adam(jt.optim.Optimizer):
         # Finish the backward pass before the updates: left to itself, Jittor interleaves
         # the updates of the last layers with the backward pass of the first ones, holding
         # the activations, gradients and update temporaries all at once (+90 MB peak RSS).
-        grads = self.param_groups[0]["grads"]
-        jt.sync(grads)
+        grads = dict(zip(self.trained, self.param_groups[0]["grads"]))
+        jt.sync(list(grads.values()))
         lr = self.param_groups[0].get("lr", self.lr)
-        live = [i for i, p in enumerate(self.params) if not p.is_stop_grad()]
+        live = [i for i in self.trained if not self.params[i].is_stop_grad()]
         for i in live:
             self.steps[i] += 1
         if not jt.flags.use_cuda and all(self.params[i].dtype == "float32" for i in live):
@@ -148,3 +156,11 @@ class Adam(jt.optim.Optimizer):
                                      f"{tuple(value.shape)}, expected {tuple(target.shape)}")
                 target.assign(jt.array(value.astype(np.float32)))
             self.steps[i] = int(np.asarray(entry["step"]))
+
+
+def release_adam(model, lr, weight_decay=0.0):
+    """The release's optimizer for ``model``: Adam over every parameter that takes a
+    gradient, in the model's order (so that the state's indices are the release's), those
+    its forward never uses (``model.unused_parameters()``) held but never updated."""
+    return Adam([p for p in model.parameters() if p.requires_grad], lr=lr,
+                weight_decay=weight_decay, unused=model.unused_parameters())

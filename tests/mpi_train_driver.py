@@ -62,7 +62,7 @@ def run(argv):
     from core import distributed
     from datasets.factory import get_training_set, make_loader
     from core.loss import get_loss
-    from core.optimizer import Adam
+    from core.optimizer import release_adam
     from model import generate_model
     from models import layers
 
@@ -78,7 +78,7 @@ def run(argv):
     model.train()
     criterion = get_loss(opt)
     params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = Adam(params, lr=opt.learning_rate)
+    optimizer = release_adam(model, opt.learning_rate)
     optimizer.load_state_dict({
         "state": {i: {"step": 0, "exp_avg": np.zeros(p.shape, np.float32),
                       "exp_avg_sq": np.full(p.shape, STATE_SQ, np.float32)}
