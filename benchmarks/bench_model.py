@@ -97,8 +97,9 @@ FRAMEWORKS = ("jittor", "torch")
 MODES = ("eval", "train")
 
 #: The largest distance (``max_rel``: max abs difference over max abs value) of a side's
-#: eval outputs to the weights' owner's at which the two count as one model: float32 noise
-#: at this depth is ~1e-4 (tests/test_parity.py), a wrong layer or weight moves them by O(1).
+#: eval outputs to the weights' owner's at which the two count as one model: the port's sit
+#: ~2e-5 from the release's at config bench, up to ~7e-4 from float64 with oneDNN 3.x
+#: (benchmarks/README.md); a wrong layer or weight moves them by O(1).
 SAME_MODEL_TOLERANCE = 1e-3
 
 #: What a side hands the coordinator: ``step()`` one synchronised iteration; ``memory()``
@@ -194,24 +195,45 @@ def jittor_step(cfg, mode):
     return Side(step, memory, save_weights, eval_outputs)
 
 
-def torch_step(cfg, mode, threads, release_src=None):
-    """The ``Side`` of the PyTorch re-implementation (``tests/torch_reference.py``), or
-    with ``release_src`` of the release's own model, built from that checkout
-    (``benchmarks/release_model.py``). The same inputs, loss and optimizer for both."""
+def torch_model(cfg, release_src=None):
+    """The PyTorch re-implementation (``tests/torch_reference.py``), or with
+    ``release_src`` the release's own model, built from that checkout
+    (``benchmarks/release_model.py``), on the CPU."""
+    options = model_options(cfg)
+    if release_src:
+        from benchmarks.release_model import build_release_model
+        return build_release_model(release_src, options)
+    from tests.torch_reference import TorchVAANet
+    return TorchVAANet(**{k: options[k] for k in inspect.signature(TorchVAANet).parameters})
+
+
+def torch_weights(model, inputs, device):
+    """A PyTorch side's ``save_weights`` and ``eval_outputs`` (``Side``)."""
     import torch
-    from tests.torch_reference import TorchVAANet, pcce_loss
+
+    def save_weights(path):
+        torch.save(model.state_dict(), path)
+
+    def eval_outputs(path):
+        model.load_state_dict(torch.load(path, map_location=device))
+        model.eval()
+        with torch.no_grad():
+            return [o.double().cpu().numpy().tolist() for o in model(*inputs)]
+
+    return save_weights, eval_outputs
+
+
+def torch_step(cfg, mode, threads, release_src=None):
+    """The ``Side`` of the re-implementation or the release (``torch_model``): the same
+    inputs, loss and optimizer for both."""
+    import torch
+    from tests.torch_reference import pcce_loss
 
     torch.set_num_threads(threads)
     torch.manual_seed(0)
     cuda = torch.cuda.is_available() and os.environ.get("VAANET_NO_CUDA", "0") in ("", "0")
     device = torch.device("cuda" if cuda else "cpu")
-    options = model_options(cfg)
-    if release_src:
-        from benchmarks.release_model import build_release_model
-        model = build_release_model(release_src, options)
-    else:
-        model = TorchVAANet(**{k: options[k] for k in inspect.signature(TorchVAANet).parameters})
-    model = model.to(device)
+    model = torch_model(cfg, release_src).to(device)
     positive = tuple(int(i) for i in positive_mask().nonzero()[0])
     visual_np, audio_np, target_np = make_batch(cfg)
     # The release's loader yields float32 clips.
@@ -254,16 +276,7 @@ def torch_step(cfg, mode, threads, release_src=None):
             result["device_held"] = int(torch.cuda.max_memory_reserved())
         return result
 
-    def save_weights(path):
-        torch.save(model.state_dict(), path)
-
-    def eval_outputs(path):
-        model.load_state_dict(torch.load(path, map_location=device))
-        model.eval()
-        with torch.no_grad():
-            return [o.double().cpu().numpy().tolist() for o in model(visual, audio)]
-
-    return Side(step, memory, save_weights, eval_outputs)
+    return Side(step, memory, *torch_weights(model, (visual, audio), device))
 
 
 def worker(args):
