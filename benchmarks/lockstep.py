@@ -117,3 +117,24 @@ def load_average():
         return os.getloadavg()[0]
     except OSError:
         return float("nan")
+
+
+def cpu_model():
+    """The CPU's model name and its widest vector extensions (``/proc/cpuinfo``), e.g.
+    ``AMD EPYC 9B45 (avx2, avx512f)``, or the platform's word for it."""
+    name, flags = None, set()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                if key.strip() == "model name" and name is None:
+                    name = value.strip()
+                elif key.strip() == "flags" and not flags:
+                    flags = set(value.split())
+    except OSError:
+        pass
+    if name is None:
+        import platform
+        return platform.processor() or platform.machine()
+    found = [f for f in ("avx2", "avx512f", "avx512_bf16", "amx_tile") if f in flags]
+    return f"{name} ({', '.join(found)})" if found else name
