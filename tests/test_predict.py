@@ -372,7 +372,7 @@ def test_samples_are_prepared_ahead_in_worker_processes(videos):
     assert [v for v, _, _ in got] == order
     for v, sample, why in got:
         assert why is None
-        inline, _ = predict.prepare(v, cfg, None, 0)
+        inline, _ = predict.prepare(v, cfg, None)
         np.testing.assert_array_equal(sample["visual"], inline["visual"])
         np.testing.assert_array_equal(sample["audio"], inline["audio"])
         assert sample["snippets"] == inline["snippets"]
