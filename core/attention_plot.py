@@ -142,9 +142,8 @@ def _draw_temporal(fig, spec, summary):
     sn = summary["snippets"]
     starts = [x["start_s"] for x in sn]
     widths = [max(x["end_s"] - x["start_s"], 1e-3) for x in sn]
-    bars = ax.bar(starts, [x["gamma"] for x in sn], width=widths, align="edge",
-                  color="tab:red", alpha=0.75, edgecolor="darkred", label="temporal attention γ")
-    bars.set_gid("temporal")
+    ax.bar(starts, [x["gamma"] for x in sn], width=widths, align="edge",
+                  color="tab:red", alpha=0.75, edgecolor="darkred", label="temporal attention")
     for x, w, k in zip(starts, widths, range(1, len(sn) + 1)):
         ax.text(x + w / 2, 0, f"#{k}", ha="center", va="bottom", fontsize=7)
     ax.set_ylabel("temporal γ")
@@ -164,9 +163,8 @@ def _draw_sound(fig, spec, t_ax, mfcc, audio_attention, frame_seconds, duration)
     g = len(audio_attention)
     seg = span / g
     att = ax.twinx()
-    bars = att.bar(np.arange(g) * seg, audio_attention, width=seg, align="edge", fill=False,
-                   edgecolor="cyan", linewidth=1.5, label="audio attention")
-    bars.set_gid("audio")
+    att.bar(np.arange(g) * seg, audio_attention, width=seg, align="edge", fill=False,
+            edgecolor="cyan", linewidth=1.5, label="audio attention")
     att.set_ylabel("audio attention", color="tab:cyan")
     att.set_ylim(0, max(float(np.max(audio_attention)) * 1.15, 1e-6))
     end = max(span, duration or 0.0)
