@@ -18,13 +18,15 @@ The figure shows, for one video (``summary`` is predict.py's, ``rows`` the video
 - the temporal attention gamma: one bar per snippet over the frames it spans, in
   seconds of the video;
 - the sound the model hears (its MFCC input) on the same time axis, with the audio
-  attention as one bar per audio segment; the model's input is ``4096`` MFCC rows
-  (47.5 s of sound): a shorter track is repeated to fill it (shaded), a longer one cut;
+  attention as one bar per audio segment. The model's input is 4096 MFCC rows (47.6 s
+  of sound): a longer track is cut (the rest is marked "not heard"), a shorter one is
+  repeated to fill it, and a second panel then shows the whole input with its repeats;
 - the class probabilities and the polarity.
 
 PNG, SVG or PDF by the file's extension. Matplotlib's Agg canvas is used directly (no
 global backend switch, no display).
 """
+import functools
 import os
 
 import numpy as np
@@ -53,14 +55,19 @@ def upsample(cells, height, width):
     return np.asarray(img.resize((width, height), Image.BILINEAR), np.float32)
 
 
+@functools.lru_cache(maxsize=1)
+def _heat_colours():
+    """``HEAT_CMAP`` as 256 RGB rows (0..255)."""
+    from matplotlib import colormaps
+    return (colormaps[HEAT_CMAP](np.linspace(0.0, 1.0, 256))[:, :3] * 255.0).astype(np.float32)
+
+
 def heat_overlay(frame, cells, vmax):
     """uint8 ``frame`` [H, W, 3] with ``cells`` (``[H', W']``, 0..``vmax``) upsampled and
     blended over it in ``HEAT_CMAP`` colours."""
-    from matplotlib import colormaps
     h, w = frame.shape[:2]
     level = np.clip(upsample(cells, h, w) / max(float(vmax), 1e-12), 0.0, 1.0)
-    lut = (colormaps[HEAT_CMAP](np.linspace(0.0, 1.0, 256))[:, :3] * 255.0).astype(np.float32)
-    heat = lut[np.round(level * 255).astype(np.int64)]
+    heat = _heat_colours()[np.round(level * 255).astype(np.int64)]
     out = (1.0 - HEAT_OPACITY) * frame.astype(np.float32) + HEAT_OPACITY * heat
     return np.clip(np.round(out), 0, 255).astype(np.uint8)
 
@@ -85,20 +92,27 @@ def attention_figure(summary, sample, rows, grid, frame_seconds):
 
     frames = _key_frames(sample["visual"])
     cells = spatial_maps(rows["alpha"][0], grid)
+    mfcc = np.asarray(sample["audio"], np.float32)
+    span = len(mfcc) * frame_seconds
+    duration = summary["duration_s"] or span
+    repeated = duration < span  # a short track, repeated to fill the model's input
     n = len(frames)
     cols = min(n, 6)
     frame_rows = (n + cols - 1) // cols
-    fig = Figure(figsize=(max(12.0, 2.0 * cols + 1.5), 2.1 * frame_rows + 9.5), dpi=100)
+    panels = [0.9, 0.9, 1.2] + ([1.0] if repeated else []) + [1.0]
+    fig = Figure(figsize=(max(12.0, 2.0 * cols + 1.5), 2.1 * frame_rows + 2.4 * len(panels)),
+                 dpi=100)
     FigureCanvasAgg(fig)
-    gs = fig.add_gridspec(frame_rows + 4, cols + 1, width_ratios=[1.0] * cols + [0.08],
-                          height_ratios=[1.0] * frame_rows + [0.9, 0.9, 1.2, 1.0],
-                          hspace=0.55, wspace=0.15)
+    gs = fig.add_gridspec(frame_rows + len(panels), cols + 1,
+                          width_ratios=[1.0] * cols + [0.08],
+                          height_ratios=[1.0] * frame_rows + panels, hspace=0.6, wspace=0.15)
     _draw_frames(fig, gs, frames, cells, summary["snippets"], cols)
     _draw_channels(fig, gs, frame_rows, cols, rows["beta"][0])
-    t_ax = _draw_temporal(fig, gs[frame_rows + 1, :cols], summary)
-    _draw_sound(fig, gs[frame_rows + 2, :cols], t_ax, sample["audio"],
-                rows["audio_attention"][0], frame_seconds, summary["duration_s"])
-    _draw_classes(fig, gs[frame_rows + 3, :cols], summary)
+    t_ax = _draw_temporal(fig, gs[frame_rows + 1, :cols], summary, duration)
+    _draw_sound_panels(fig, gs, frame_rows + 2, cols, t_ax, mfcc, rows["audio_attention"][0],
+                       span, duration)
+    t_ax.set_xlim(0, duration)
+    _draw_classes(fig, gs[frame_rows + len(panels) - 1, :cols], summary)
     pred, pol = summary["prediction"], summary["polarity"]
     fig.suptitle(f"{os.path.basename(summary['video'])}: predicted {pred['class']} "
                  f"({100 * pred['prob']:.1f} %)" + (f", {pol['label']}" if pol["label"] else ""),
@@ -137,29 +151,53 @@ def _draw_channels(fig, gs, frame_rows, cols, beta):
     fig.colorbar(im, cax=fig.add_subplot(gs[frame_rows, cols]))
 
 
-def _draw_temporal(fig, spec, summary):
+def _draw_temporal(fig, spec, summary, duration):
     ax = fig.add_subplot(spec)
     sn = summary["snippets"]
     starts = [x["start_s"] for x in sn]
     widths = [max(x["end_s"] - x["start_s"], 1e-3) for x in sn]
     ax.bar(starts, [x["gamma"] for x in sn], width=widths, align="edge",
-                  color="tab:red", alpha=0.75, edgecolor="darkred", label="temporal attention")
+           color="tab:red", alpha=0.75, edgecolor="darkred", label="temporal attention")
     for x, w, k in zip(starts, widths, range(1, len(sn) + 1)):
         ax.text(x + w / 2, 0, f"#{k}", ha="center", va="bottom", fontsize=7)
     ax.set_ylabel("temporal γ")
-    ax.set_title("temporal attention: one bar per snippet, over the frames it spans", fontsize=10)
+    ax.set_title(f"temporal attention: one bar per snippet, over the frames it spans "
+                 f"(video: {duration:.1f} s)", fontsize=10)
     ax.tick_params(labelbottom=False)
     return ax
 
 
-def _draw_sound(fig, spec, t_ax, mfcc, audio_attention, frame_seconds, duration):
-    ax = fig.add_subplot(spec, sharex=t_ax)
-    mfcc = np.asarray(mfcc, np.float32)
-    span = len(mfcc) * frame_seconds
+def _draw_sound_panels(fig, gs, row, cols, t_ax, mfcc, audio_attention, span, duration):
+    """The sound on the video's time axis (shared with ``t_ax``); below it, when the
+    track is shorter than the model's input, the whole input with its repeats."""
+    g = len(audio_attention)
+    sound = fig.add_subplot(gs[row, :cols], sharex=t_ax)
+    _draw_sound(sound, mfcc, audio_attention, span)
+    sound.set_xlabel("time in the video (s)")
+    title = f"sound (MFCC) and the audio attention over its {g} segments of {span / g:.2f} s"
+    if duration < span:
+        sound.set_title(title + ": the video's part", fontsize=10)
+        whole = fig.add_subplot(gs[row + 1, :cols])
+        _draw_sound(whole, mfcc, audio_attention, span)
+        for k in range(1, int(np.ceil(span / duration))):
+            whole.axvline(k * duration, color="white", linestyle="--", linewidth=0.8)
+        whole.set_xlim(0, span)
+        whole.set_xlabel("time in the model's audio input (s)")
+        whole.set_title(f"the whole audio input: the {duration:.1f} s track repeated to "
+                        f"{span:.1f} s (dashed: where it starts again)", fontsize=10)
+        return
+    if duration > span:
+        sound.axvspan(span, duration, color="0.85", lw=0)
+        sound.text(span, mfcc.shape[1] / 2, f" not heard: the model's input ends at {span:.1f} s",
+                   fontsize=8, va="center")
+    sound.set_title(title, fontsize=10)
+
+
+def _draw_sound(ax, mfcc, audio_attention, span):
+    """The MFCC input over ``[0, span]`` seconds, the audio attention as outlined bars."""
     ax.imshow(mfcc.T, aspect="auto", origin="lower", cmap="magma",
               extent=(0, span, 0, mfcc.shape[1]), interpolation="nearest")
     ax.set_ylabel("MFCC coefficient")
-    ax.set_xlabel("time in the video (s)")
     g = len(audio_attention)
     seg = span / g
     att = ax.twinx()
@@ -167,19 +205,6 @@ def _draw_sound(fig, spec, t_ax, mfcc, audio_attention, frame_seconds, duration)
             edgecolor="cyan", linewidth=1.5, label="audio attention")
     att.set_ylabel("audio attention", color="tab:cyan")
     att.set_ylim(0, max(float(np.max(audio_attention)) * 1.15, 1e-6))
-    end = max(span, duration or 0.0)
-    if duration and duration < span:
-        ax.axvspan(duration, span, color="white", alpha=0.35, lw=0)
-        ax.text(duration, mfcc.shape[1] * 0.92, " the track repeated (the model's input is "
-                f"{span:.1f} s)", fontsize=7, color="white", va="top")
-    elif duration and duration > span:
-        ax.text(span, mfcc.shape[1] * 0.92, f" not heard: the model's input ends at {span:.1f} s",
-                fontsize=7, va="top")
-    t_ax.set_xlim(0, end)
-    if duration:
-        t_ax.axvspan(duration, end, color="0.85", lw=0)
-    ax.set_title(f"sound (MFCC) and the audio attention over its {g} segments of "
-                 f"{seg:.2f} s", fontsize=10)
 
 
 def _draw_classes(fig, spec, summary):

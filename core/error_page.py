@@ -81,7 +81,8 @@ def _card(i, result, names, strip_src, strip_size, segment_seconds):
         f'<b class="{"bad" if t != p else "good"}">{html.escape(names[p])}</b> '
         f"({float(probs[p]):.3f})</p>"
         f'<table class="probs">{rows}</table>'
-        f'<div class="att"><img src="{strip_src}" width="{w}" height="{h}" loading="lazy" '
+        f'<div class="att" style="width:{w}px"><img src="{strip_src}" width="{w}" height="{h}" '
+        f'loading="lazy" '
         f'alt="key frames of {vid} with their spatial attention">'
         + _bars(gamma, [f"snippet {k + 1}: temporal attention {g:.3f}" for k, g in enumerate(gamma)],
                 "temporal")
@@ -167,16 +168,17 @@ table {{ border-collapse: collapse; }} th, td {{ padding: 2px 6px; text-align: l
 .cm th {{ font-size: .85em; }}
 #filters {{ margin: 1em 0; padding: .5em; background: #f4f4f4; }}
 .card {{ border: 1px solid #ccc; border-left: 6px solid #4a4; padding: .6em; margin: .6em 0;
-        display: grid; grid-template-columns: 18em 12em auto; gap: 1em; align-items: start; }}
+        display: grid; grid-template-columns: 17em auto; gap: 0 1.5em; align-items: start;
+        overflow-x: auto; }}
 .card.wrong {{ border-left-color: #c33; }} .card[hidden] {{ display: none; }}
-.card h3, .card .verdict {{ grid-column: 1 / 2; }}
+.card h3, .card .verdict, .probs {{ grid-column: 1 / 2; }}
 .verdict .bad {{ color: #c33; }} .verdict .good {{ color: #282; }}
-.probs {{ grid-column: 2 / 3; grid-row: 1 / 4; font-size: .8em; }}
+.probs {{ font-size: .8em; }}
 .probs td {{ padding: 0 3px; }} .probs tr.true td:first-child {{ font-weight: bold; }}
 .probs tr.pred td {{ color: #05a; }}
 .pbar {{ display: inline-block; height: .7em; background: #58c; min-width: 1px; }}
 .probs td:nth-child(2) {{ width: 6em; }}
-.att {{ grid-column: 3 / 4; grid-row: 1 / 4; }}
+.att {{ grid-column: 2 / 3; grid-row: 1 / 4; }}
 .att img {{ display: block; }}
 .bars {{ display: flex; align-items: flex-end; height: 28px; background: #f6f6f6; }}
 .bars span {{ flex: 1; background: #d44; margin: 0 1px; min-height: 1px; }}

@@ -113,16 +113,21 @@ def test_report_bars_are_the_models_attention(reported):
     from datasets.audio import segment_seconds
     fig, summary = _figure(reported), reported["summary"]
     out = reported["out"]
-    bars = {c.get_label().split()[0]: c for ax in fig.axes for c in ax.containers}
-    audio = [b.get_height() for b in bars["audio"]]
-    np.testing.assert_allclose(audio, out.audio_attention[0], rtol=1e-6)
+    containers = [c for ax in fig.axes for c in ax.containers]
+    temporal = next(c for c in containers if c.get_label() == "temporal attention")
+    audio = [c for c in containers if c.get_label() == "audio attention"]
+    assert len(audio) == 2  # a 2 s clip: the video's part, and the whole (repeated) input
     seg = segment_seconds(16)
-    np.testing.assert_allclose([b.get_x() for b in bars["audio"]], np.arange(16) * seg, rtol=1e-6)
-    np.testing.assert_allclose([b.get_height() for b in bars["temporal"]], out.gamma[0], rtol=1e-6)
-    starts = [sn["start_s"] for sn in summary["snippets"]]
-    np.testing.assert_allclose([b.get_x() for b in bars["temporal"]], starts)
-    temporal_ax, audio_ax = bars["temporal"][0].axes, bars["audio"][0].axes
-    assert temporal_ax.get_xlim() == audio_ax.get_xlim()          # shared time axis
+    for bars in audio:
+        np.testing.assert_allclose([b.get_height() for b in bars], out.audio_attention[0],
+                                   rtol=1e-6)
+        np.testing.assert_allclose([b.get_x() for b in bars], np.arange(16) * seg, rtol=1e-6)
+    np.testing.assert_allclose([b.get_height() for b in temporal], out.gamma[0], rtol=1e-6)
+    np.testing.assert_allclose([b.get_x() for b in temporal],
+                               [sn["start_s"] for sn in summary["snippets"]])
+    # the temporal attention and the video's part of the sound share one time axis
+    assert temporal[0].axes.get_xlim() == audio[0][0].axes.get_xlim() \
+        == pytest.approx((0, summary["duration_s"]))
     assert any(ax.get_xlabel() == "time in the video (s)" for ax in fig.axes)
     channel = next(ax for ax in fig.axes if ax.get_gid() == "channel")
     np.testing.assert_allclose(channel.images[0].get_array(), out.beta[:, 0], rtol=1e-6)
