@@ -24,8 +24,8 @@ class, and the probability mass of the positive classes), and the temporal atten
 (gamma) of every snippet with the time range of its frames in the video; ``--report FILE``
 draws all four attentions of the video (PNG, or SVG/PDF by the extension): every snippet's
 key frame with its spatial map, the channel and temporal attention, the sound with the
-audio attention, the class probabilities (``core/attention_plot.py``). For several videos: one line
-per video and a progress bar. ``--json`` prints one JSON document per video instead, one
+audio attention, the class probabilities (``core/attention_plot.py``). For several
+videos: one line per video and a progress bar. ``--json`` prints one JSON document per video instead, one
 per line. ``--csv PATH`` writes one row per video (path, top class, the probability of
 every class, polarity, status, error), appended as each video finishes; run again with
 the same ``--csv``, the videos it already holds are skipped (those that failed are tried
@@ -557,8 +557,9 @@ class Run:
                 if sample is None:
                     self._failed(video, why)
                 else:
-                    probs, logits, gamma, feats = run_model(model, sample["visual"], sample["audio"],
-                                                            self.table is not None or args.report)
+                    probs, logits, gamma, feats = run_model(
+                        model, sample["visual"], sample["audio"],
+                        self.table is not None or bool(args.report))
                     summary = summarize(video, args.checkpoint, sample, config, classes, meta,
                                         probs, logits, gamma, args.top)
                     if args.report:

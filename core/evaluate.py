@@ -37,7 +37,8 @@ import numpy as np
 
 from core.jittor_setup import jt
 
-__all__ = ["EvalResult", "EvalAccumulator", "evaluate", "key_frame_thumbnails", "softmax", "json_safe"]
+__all__ = ["EvalResult", "EvalAccumulator", "evaluate", "key_frame_thumbnails", "softmax",
+           "json_safe"]
 
 
 def softmax(logits):

@@ -277,3 +277,15 @@ def test_tensorboard_event_files_hold_the_releases_scalars(full_run):
         assert steps == list(range(1, 9))  # 16 videos in batches of 4, two epochs
         np.testing.assert_allclose([values[:4].mean(), values[4:].mean()],
                                    [r[key] for r in train], rtol=1e-5)
+
+
+def test_tensorboard_off_on_demand_and_without_a_writer(tmp_path, monkeypatch):
+    """--no_tensorboard writes nothing; without a writer installed the default writes
+    nothing and --tensorboard is refused with what to install."""
+    from core import tensorboard
+    assert tensorboard.TrainingBoard.open(str(tmp_path), False) is None
+    assert os.listdir(tmp_path) == []
+    monkeypatch.setattr(tensorboard, "summary_writer", lambda: None)
+    assert tensorboard.TrainingBoard.open(str(tmp_path), None) is None
+    with pytest.raises(tensorboard.TensorBoardMissing, match="pip install tensorboardX"):
+        tensorboard.TrainingBoard.open(str(tmp_path), True)
