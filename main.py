@@ -15,7 +15,8 @@ Each epoch trains on the training split (shuffled), writes ``save_<epoch>.npz``,
 on the test split (deterministically), appends to ``<result_path>/<expr_name>/metrics.jsonl``,
 writes the evaluation's result into ``save_<epoch>.npz`` (and ``best.npz``) atomically and
 redraws ``curves.png``; the same scalars, and those of every batch, go to TensorBoard
-event files in that folder (``--tensorboard``; by default when tensorboardX is installed). ``--resume_path`` takes a checkpoint (ours, or a release
+event files in that folder (``--tensorboard``; by default when tensorboardX is installed).
+``--resume_path`` takes a checkpoint (ours, or a release
 ``save_<epoch>.pth``) or an experiment folder (its latest checkpoint) and continues exactly
 where it stopped; a checkpoint whose evaluation did not finish is evaluated first.
 
@@ -265,6 +266,7 @@ def main(argv=None):
                   f"acc {tr['acc']:.3f} | val loss {val.loss:.4f} acc {val.accuracy:.3f}"
                   f"{'  (best)' if best else ''}", flush=True)
     if main_rank:
+        experiment.close()
         print(f"done: best validation accuracy {best_acc:.3f}; checkpoints in {folder}")
     return 0
 

@@ -96,6 +96,11 @@ class Experiment:
         if self.board is not None:
             self.board.batch(epoch, batch, n_batches, loss, acc)
 
+    def close(self):
+        """The end of the run: TensorBoard's events all on disk."""
+        if self.board is not None:
+            self.board.close()
+
     def read_metrics(self):
         return read_metrics(self.metrics_path)
 

@@ -15,6 +15,10 @@ can be imported, True insists (``TensorBoardMissing`` otherwise), False never wr
 
 __all__ = ["TrainingBoard", "TensorBoardMissing", "summary_writer"]
 
+#: The writer's thread puts what it was given on disk at least this often (its default,
+#: 120 s, would hide a short run's last epochs from a TensorBoard already watching).
+FLUSH_SECONDS = 2
+
 
 class TensorBoardMissing(RuntimeError):
     """--tensorboard was asked for, and no writer can be imported."""
@@ -51,7 +55,7 @@ class TrainingBoard:
                     "--tensorboard: neither tensorboardX nor torch.utils.tensorboard can be "
                     "imported; install it with `pip install tensorboardX`, or leave the flag out")
             return None
-        return cls(writer(folder))
+        return cls(writer(folder, flush_secs=FLUSH_SECONDS))
 
     def batch(self, epoch, batch, n_batches, loss, acc):
         step = (epoch - 1) * n_batches + batch
@@ -60,7 +64,7 @@ class TrainingBoard:
 
     def epoch(self, record):
         """One line of metrics.jsonl (``epoch``, ``split`` "train" or "val", ``loss``,
-        ``acc``, and ``lr`` for training); flushed, so that a crash loses no epoch."""
+        ``acc``, and ``lr`` for training)."""
         epoch, split = record["epoch"], record["split"]
         prefix = "train/epoch" if split == "train" else split
         for key in ("loss", "acc"):
@@ -68,7 +72,7 @@ class TrainingBoard:
                 self.writer.add_scalar(f"{prefix}/{key}", record[key], epoch)
         if record.get("lr") is not None:
             self.writer.add_scalar(f"{split}/lr", record["lr"], epoch)
-        self.writer.flush()
 
     def close(self):
+        """Everything written to disk, the file closed."""
         self.writer.close()
