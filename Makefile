@@ -23,7 +23,8 @@ test: venv
 	$(PY) -m pytest -q tests
 
 # The demo: synthetic raw videos -> prepared dataset -> a small model trained on the CPU ->
-# evaluation of the best checkpoint. Then the same for a dataset of three classes of our
+# evaluation of the best checkpoint, with its error-analysis page and the attention picture
+# of one test video. Then the same for a dataset of three classes of our
 # own (a made split, their polarity), evaluated with features, and a folder of new clips
 # predicted in one call. Everything goes under demo/ (git-ignored); the demo's own
 # results folders are replaced on each run.
@@ -43,7 +44,9 @@ demo: venv
 	rm -rf $(DEMO)/results/demo
 	$(PY) main.py $(DEMO_TRAIN)
 	$(PY) test.py $(DEMO_TRAIN) --resume_path $(DEMO)/results/demo/best.npz \
-		--out $(DEMO)/results/demo/test
+		--out $(DEMO)/results/demo/test --html $(DEMO)/results/demo/test/page
+	$(PY) predict.py "$(DEMO)/raw/Joy/joy-test-01.mp4" --checkpoint $(DEMO)/results/demo/best.npz \
+		--report $(DEMO)/results/demo/test/attention.png
 	$(PY) tools/make_demo_dataset.py --dst $(DEMO)/custom_raw --classes $(DEMO_CLASSES) --no_lists \
 		--per_class_train 6 --per_class_test 0 --seconds 2
 	$(PY) tools/prepare_dataset.py --dataset custom --src $(DEMO)/custom_raw --dst $(DEMO)/custom_data \
@@ -63,3 +66,6 @@ demo: venv
 		right = sum(os.path.basename(os.path.dirname(x['path'])) == x['top_class'] for x in rows); \
 		print('demo (classes %s): test accuracy %.3f (%d/%d); new clips predicted right: %d/%d' \
 		% (', '.join(r['class_names']), r['accuracy'], r['n_correct'], r['n_videos'], right, len(rows)))"
+	@echo "demo: attention of one test video: $(DEMO)/results/demo/test/attention.png"
+	@echo "demo: TensorBoard: .venv/bin/tensorboard --logdir $(DEMO)/results"
+	@echo "demo: error-analysis page (open in a browser): $(DEMO)/results/demo/test/page/index.html"

@@ -14,7 +14,9 @@ a custom dataset has when it was prepared with ``--positive_classes``.
 Each epoch trains on the training split (shuffled), writes ``save_<epoch>.npz``, evaluates
 on the test split (deterministically), appends to ``<result_path>/<expr_name>/metrics.jsonl``,
 writes the evaluation's result into ``save_<epoch>.npz`` (and ``best.npz``) atomically and
-redraws ``curves.png``. ``--resume_path`` takes a checkpoint (ours, or a release
+redraws ``curves.png``; the same scalars, and those of every batch, go to TensorBoard
+event files in that folder (``--tensorboard``; by default when tensorboardX is installed).
+``--resume_path`` takes a checkpoint (ours, or a release
 ``save_<epoch>.pth``) or an experiment folder (its latest checkpoint) and continues exactly
 where it stopped; a checkpoint whose evaluation did not finish is evaluated first.
 
@@ -144,6 +146,7 @@ def main(argv=None):
     from core.loss import get_loss
     from core.optimizer import release_adam
     from core.report import plot_curves
+    from core.tensorboard import TensorBoardMissing
     from core.train import NonFiniteLossError, train_epoch
     from datasets.factory import get_training_set, get_validation_set, make_loader
     from datasets.errors import SampleError
@@ -192,8 +195,9 @@ def main(argv=None):
     experiment = None
     if main_rank:
         try:
-            experiment = Experiment(folder, vars(opt), resume=bool(opt.resume_path))
-        except ExperimentExistsError as e:
+            experiment = Experiment(folder, vars(opt), resume=bool(opt.resume_path),
+                                    tensorboard=opt.tensorboard)
+        except (ExperimentExistsError, TensorBoardMissing) as e:
             print(f"main.py: {e}", file=sys.stderr)
             return 2
         experiment.drop_metrics_after(begin_epoch - 1)
@@ -232,7 +236,8 @@ def main(argv=None):
     for epoch in range(begin_epoch, opt.n_epochs + 1):
         train_set.set_epoch(epoch)
         try:
-            tr = train_epoch(epoch, train_set, model, criterion, optimizer, progress=main_rank)
+            tr = train_epoch(epoch, train_set, model, criterion, optimizer, progress=main_rank,
+                             on_batch=experiment.log_batch if main_rank else None)
         except NonFiniteLossError as e:
             if main_rank:
                 kept = last_checkpoint or "none: no epoch had finished"
@@ -260,6 +265,7 @@ def main(argv=None):
                   f"acc {tr['acc']:.3f} | val loss {val.loss:.4f} acc {val.accuracy:.3f}"
                   f"{'  (best)' if best else ''}", flush=True)
     if main_rank:
+        experiment.close()
         print(f"done: best validation accuracy {best_acc:.3f}; checkpoints in {folder}")
     return 0
 

@@ -96,6 +96,12 @@ def add_training_options(p):
     a("--n_threads", type=int, default=_default_threads(), help="number of data-loading worker processes")
     a("--manual_seed", type=int, default=1, help="random seed (sampling, augmentation, shuffling, init)")
     a("--no_cuda", action="store_true", help="run on the CPU even when a GPU is available")
+    board = p.add_mutually_exclusive_group()
+    board.add_argument("--tensorboard", dest="tensorboard", action="store_const", const=True,
+                       default=None, help="write TensorBoard event files into the results folder "
+                       "(default: when tensorboardX or torch.utils.tensorboard is installed)")
+    board.add_argument("--no_tensorboard", dest="tensorboard", action="store_const", const=False,
+                       help="no TensorBoard event files")
     a("--debug", action="store_true",
       help="when a sample cannot be read, also show where (the loader's traceback)")
 

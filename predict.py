@@ -21,9 +21,11 @@ prepare the next videos while the model runs on the current one.
 
 Output for one video: the top classes with their probabilities, the polarity (of the top
 class, and the probability mass of the positive classes), and the temporal attention
-(gamma) of every snippet with the time range of its frames in the video; ``--report PNG``
-draws the middle frame of every snippet with its weight. For several videos: one line
-per video and a progress bar. ``--json`` prints one JSON document per video instead, one
+(gamma) of every snippet with the time range of its frames in the video; ``--report FILE``
+draws all four attentions of the video (PNG, or SVG/PDF by the extension): every snippet's
+key frame with its spatial map, the channel and temporal attention, the sound with the
+audio attention, the class probabilities (``core/attention_plot.py``). For several
+videos: one line per video and a progress bar. ``--json`` prints one JSON document per video instead, one
 per line. ``--csv PATH`` writes one row per video (path, top class, the probability of
 every class, polarity, status, error), appended as each video finishes; run again with
 the same ``--csv``, the videos it already holds are skipped (those that failed are tried
@@ -53,7 +55,6 @@ import time
 from datasets.media import VIDEO_EXTS
 
 LIST_EXTS = (".txt", ".lst", ".list")
-KEY_FRAME_HEIGHT = 120
 FEATURES_SAVE_EVERY_S = 60.0
 
 
@@ -85,9 +86,10 @@ def build_parser():
       help="save every video's fused vector, its visual and audio parts and the attention maps "
            "to this .npz (see core/features.py)")
     a("--top", type=int, default=3, help="number of classes to list")
-    a("--report", default=None, metavar="PNG",
-      help="(one video) write a picture of the key frame of every snippet with its attention "
-           "weight")
+    a("--report", default=None, metavar="FILE",
+      help="(one video) draw its four attentions: key frames with the spatial map, channel, "
+           "temporal and audio attention, class probabilities (.png; .svg or .pdf by the "
+           "extension)")
     a("--workers", type=int, default=2,
       help="processes that extract and prepare the next videos while the model runs "
            "(0: one after the other in this process)")
@@ -289,12 +291,12 @@ def load_model(ckpt, args):
     return model, config, classes
 
 
-def prepare(video, config, ffmpeg, key_frames):
+def prepare(video, config, ffmpeg):
     """``(sample dict, None)`` or ``(None, why)``: never raises, so that one video's failure
     (in a worker process too) is that video's row."""
     from datasets.video import prepare_sample
     try:
-        return prepare_sample(video, config, ffmpeg, key_frames), None
+        return prepare_sample(video, config, ffmpeg), None
     except Exception as e:  # noqa: BLE001 - any failure is this video's, reported in its row
         return None, " ".join(str(e).split()) or type(e).__name__
 
@@ -312,9 +314,9 @@ class Samples:
     video's failure), which start on creation and keep up to ``workers + 1`` videos
     ahead of the one being used, so that extraction overlaps the model's work."""
 
-    def __init__(self, videos, config, ffmpeg=None, workers=2, key_frames=0):
+    def __init__(self, videos, config, ffmpeg=None, workers=2):
         from collections import deque
-        self.job = (config, ffmpeg, key_frames)
+        self.job = (config, ffmpeg)
         self.workers = workers if len(videos) > 1 else 0
         self.upcoming, self.pending, self.pool = iter(videos), deque(), None
         if self.workers:
@@ -525,8 +527,7 @@ class Run:
         from model import model_config
         todo = [v for v in self.todo if v not in self.inputs.broken]
         # the first videos are extracted while the model is built
-        samples = Samples(todo, model_config(args), args.ffmpeg, args.workers,
-                          KEY_FRAME_HEIGHT if args.report else 0)
+        samples = Samples(todo, model_config(args), args.ffmpeg, args.workers)
         try:
             return self._predict(samples, single)
         finally:
@@ -556,13 +557,17 @@ class Run:
                 if sample is None:
                     self._failed(video, why)
                 else:
-                    probs, logits, gamma, feats = run_model(model, sample["visual"], sample["audio"],
-                                                            self.table is not None)
+                    probs, logits, gamma, feats = run_model(
+                        model, sample["visual"], sample["audio"],
+                        self.table is not None or bool(args.report))
                     summary = summarize(video, args.checkpoint, sample, config, classes, meta,
                                         probs, logits, gamma, args.top)
                     if args.report:
-                        from core.report import plot_attention
-                        plot_attention(args.report, summary, sample["key_frames"])
+                        from core.attention_plot import plot_video_attention
+                        from datasets.audio import FRAME_SECONDS
+                        from models.resnet3d import output_grid
+                        plot_video_attention(args.report, summary, sample, feats, output_grid(
+                            config["snippet_duration"], config["sample_size"]), FRAME_SECONDS)
                         summary["report"] = os.path.abspath(args.report)
                     self._done(video, summary, feats, single)
                     if self.table is not None and time.time() - last_save > FEATURES_SAVE_EVERY_S:

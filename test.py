@@ -8,9 +8,10 @@ Usage (from the repository root)::
     python test.py --resume_path vaanet_ek6.pth --dataset ek6 --root_path data_ek6
 
     python test.py --resume_path results/demo/best.npz --features test_features.npz
+    python test.py --resume_path results/demo/best.npz --html eval_page/   # open eval_page/index.html
 
 Every option of training (``opts.py``) is accepted; test.py adds ``--out DIR``,
-``--features NPZ`` and ``--no_progress``.
+``--features NPZ``, ``--html DIR`` and ``--no_progress``.
 
 Model configuration: a checkpoint of this project (``.npz``) carries the options it was
 trained with and its classes (``model.py``); the model, the loss and the data location
@@ -29,7 +30,10 @@ BatchNorm): two runs give identical numbers. Writes into ``--out`` (default
 
 ``--features NPZ`` also saves every video's fused vector (what the classifier sees), its
 visual and audio parts and the attention maps, with the true classes and the class names
-(keys and shapes: ``core/features.py``).
+(keys and shapes: ``core/features.py``). ``--html DIR`` writes an error-analysis page,
+``DIR/index.html`` (offline; ``core/error_page.py``): the report, the confusion matrix
+linked to its videos, and one card per video, errors first, with its class probabilities
+and its key frames with their spatial, temporal and audio attention.
 
 The classes are the checkpoint's; a test split whose annotation has other classes (another
 number of them, or other names) is refused before anything runs. A missing checkpoint or
@@ -66,6 +70,9 @@ def build_parser():
     p.add_argument("--features", default=None, metavar="NPZ",
                    help="also save every video's fused vector, its visual and audio parts and "
                         "the attention maps to this .npz (see core/features.py)")
+    p.add_argument("--html", default=None, metavar="DIR",
+                   help="also write an error-analysis page, DIR/index.html: report, confusion "
+                        "matrix, one card per video with its attention (errors first)")
     p.add_argument("--no_progress", action="store_true", help="no progress bar")
     return p
 
@@ -147,8 +154,8 @@ def default_out_dir(opt):
 def run(argv=None):
     opt, ckpt = resolve_options(argv)
     classes = check_dataset(opt, ckpt)
-    if opt.features and launched_by_mpirun():
-        raise UsageError("test.py: --features runs in one process: run it without mpirun")
+    if (opt.features or opt.html) and launched_by_mpirun():
+        raise UsageError("test.py: --features and --html run in one process: run without mpirun")
 
     from core import entry
     entry.choose_device(opt.no_cuda)
@@ -157,6 +164,7 @@ def run(argv=None):
     from core.distributed import is_main_process
     from core.evaluate import evaluate, json_safe
     from core.loss import get_loss
+    from core.error_page import THUMBNAIL_PX, write_error_page
     from core.features import FeatureTable
     from core.report import Report
     from datasets.errors import SampleError, check_hint
@@ -185,7 +193,8 @@ def run(argv=None):
     try:
         result = evaluate(model, val, criterion=criterion, desc="test",
                           progress=not opt.no_progress and main_rank,
-                          features=bool(opt.features))
+                          features=bool(opt.features or opt.html),
+                          key_frames=THUMBNAIL_PX if opt.html else 0)
     except SampleError as e:
         if opt.debug:
             print(f"where the error happened:\n{e.detail}", file=sys.stderr)
@@ -213,6 +222,11 @@ def run(argv=None):
         table = FeatureTable(classes.names, classes.positive)
         table.add_batch(result.video_ids, result.targets, result.features)
         paths.append(table.save(opt.features))
+    if opt.html:
+        from datasets.audio import segment_seconds
+        from models.resnet3d import output_grid
+        paths.append(write_error_page(opt.html, report, result, output_grid(
+            opt.snippet_duration, opt.sample_size), segment_seconds(opt.audio_n_segments)))
     print("wrote " + ", ".join(paths))
     return report
 

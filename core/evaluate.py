@@ -9,6 +9,9 @@
     result.predictions                    # int64 [n], argmax of the logits
     result.features                       # with features=True: core.features.batch_rows
                                           # arrays of every video (fused, alpha, ...), else None
+    result.key_frames                     # with key_frames=K: uint8 [n, S, K, K, 3], the
+                                          # middle frame of every snippet as the model saw
+                                          # it, scaled to K pixels; else None
 
 ``evaluate`` puts the model in eval mode (BatchNorm running statistics, no updates),
 runs it under ``jt.no_grad()`` over every batch of the loader in the loader's order and
@@ -34,7 +37,8 @@ import numpy as np
 
 from core.jittor_setup import jt
 
-__all__ = ["EvalResult", "EvalAccumulator", "evaluate", "softmax", "json_safe"]
+__all__ = ["EvalResult", "EvalAccumulator", "evaluate", "key_frame_thumbnails", "softmax",
+           "json_safe"]
 
 
 def softmax(logits):
@@ -59,6 +63,7 @@ class EvalResult:
     accuracy: float = float("nan")      # top-1, in [0, 1]; nan for an empty set
     extra: dict = field(default_factory=dict)
     features: Optional[dict] = None     # {key: [n, ...] array} (core.features.batch_rows)
+    key_frames: Optional[np.ndarray] = None   # uint8 [n, S, K, K', 3] (evaluate's key_frames)
 
     @property
     def n(self):
@@ -217,16 +222,35 @@ def _expected_samples(loader):
     return int(n) if n is not None else None
 
 
-def evaluate(model, loader, criterion=None, desc="val", progress=True, features=False):
+def key_frame_thumbnails(visual, size):
+    """The middle frame of every snippet of a batch ``visual`` [B, S, 3, T, H, W] (a
+    ``jt.Var`` or an array), scaled so that its longer side is ``size`` pixels: uint8
+    ``[B, S, h, w, 3]``."""
+    from PIL import Image
+
+    t = visual.shape[3]
+    frames = _numpy(visual[:, :, :, t // 2]).astype(np.uint8).transpose(0, 1, 3, 4, 2)
+    b, s, h, w, _ = frames.shape
+    scale = size / max(h, w)
+    th, tw = max(1, round(h * scale)), max(1, round(w * scale))
+    out = np.empty((b, s, th, tw, 3), np.uint8)
+    for i in range(b):
+        for k in range(s):
+            out[i, k] = np.asarray(Image.fromarray(frames[i, k]).resize((tw, th), Image.BOX))
+    return out
+
+
+def evaluate(model, loader, criterion=None, desc="val", progress=True, features=False,
+             key_frames=0):
     """Run ``model`` over every batch of ``loader`` (eval mode, no gradients).
 
     ``loader`` yields ``(visual, target, audio, video_ids)`` batches (a VE8Dataset set up
     by ``datasets.factory.make_loader(..., shuffle=False)``). ``criterion(logits, target)``
     returns a batch-mean loss (``core.loss.get_loss``). Returns an :class:`EvalResult`.
     A loader that drops its last batch would miss videos and is refused. With
-    ``features`` the model runs as ``model.features`` then ``model.av_fc`` (the same
-    arithmetic as its forward) and ``result.features`` holds every video's vectors and
-    attention (one process only).
+    ``features``, ``result.features`` holds every video's vectors and attention (one
+    process only); with ``key_frames`` (a size in pixels), ``result.key_frames`` holds
+    the thumbnails of its snippets' middle frames (``key_frame_thumbnails``).
     """
     from tqdm import tqdm
     from core import distributed
@@ -235,9 +259,9 @@ def evaluate(model, loader, criterion=None, desc="val", progress=True, features=
     if getattr(loader, "drop_last", False):
         raise ValueError("evaluate() needs a loader that keeps its last batch "
                          "(make_loader(..., shuffle=False) does)")
-    if features and distributed.in_mpi():
+    if (features or key_frames) and distributed.in_mpi():
         raise ValueError("features are collected in one process: run without mpirun")
-    collected = []
+    collected, thumbnails = [], []
     was_training = getattr(model, "is_train", True)
     model.eval()
     acc = EvalAccumulator()
@@ -256,6 +280,8 @@ def evaluate(model, loader, criterion=None, desc="val", progress=True, features=
                 logits, gamma, rows = forward(model, visual, audio, with_rows=features)
                 if features:
                     collected.append(rows)
+                if key_frames:
+                    thumbnails.append(key_frame_thumbnails(visual, key_frames))
                 batch_loss = None
                 if criterion is not None:
                     tgt = target if isinstance(target, jt.Var) else jt.array(np.asarray(target))
@@ -278,6 +304,8 @@ def evaluate(model, loader, criterion=None, desc="val", progress=True, features=
         result.extra["mpi_world_size"] = distributed.world_size()
     if features and collected:
         result.features = {k: np.concatenate([c[k] for c in collected]) for k in collected[0]}
+    if key_frames and thumbnails:
+        result.key_frames = np.concatenate(thumbnails)
     return result
 
 

@@ -6,6 +6,7 @@
                      before the epoch's evaluation (meta "evaluated": false) and again after it
     best.npz         the checkpoint with the best validation accuracy so far
     curves.png       loss and accuracy per epoch
+    events.out.tfevents.*  the same scalars, and per batch, for TensorBoard (core/tensorboard.py)
 
 An existing folder is never deleted or overwritten: a new run refuses to start in it, and
 a resumed run appends to it.
@@ -17,6 +18,7 @@ import re
 
 from core.atomic_file import write_atomically
 from core.checkpoint import save_checkpoint
+from core.tensorboard import TrainingBoard
 
 
 class ExperimentExistsError(RuntimeError):
@@ -61,13 +63,17 @@ def latest_checkpoint(folder):
 
 
 class Experiment:
-    def __init__(self, folder, opts_dict, resume=False):
+    """``tensorboard``: write event files too (None: when a writer is installed; True:
+    ``core.tensorboard.TensorBoardMissing`` when none is)."""
+
+    def __init__(self, folder, opts_dict, resume=False, tensorboard=False):
         self.folder = folder
         if os.path.isdir(folder) and os.listdir(folder) and not resume:
             raise ExperimentExistsError(
                 f"{folder} already holds an experiment; resume it with --resume_path "
                 f"{folder} or choose another --expr_name")
         os.makedirs(folder, exist_ok=True)
+        self.board = TrainingBoard.open(folder, tensorboard)
         name = "opts.json"
         k = 1
         while os.path.exists(os.path.join(folder, name)):
@@ -77,10 +83,23 @@ class Experiment:
         self.metrics_path = os.path.join(folder, "metrics.jsonl")
 
     def log(self, record):
+        """One epoch's metrics of one split, to metrics.jsonl (and TensorBoard)."""
         with open(self.metrics_path, "a") as f:
             f.write(json.dumps(record) + "\n")
             f.flush()
             os.fsync(f.fileno())
+        if self.board is not None:
+            self.board.epoch(record)
+
+    def log_batch(self, epoch, batch, n_batches, loss, acc):
+        """One training batch's loss and accuracy (TensorBoard only)."""
+        if self.board is not None:
+            self.board.batch(epoch, batch, n_batches, loss, acc)
+
+    def close(self):
+        """The end of the run: TensorBoard's events all on disk."""
+        if self.board is not None:
+            self.board.close()
 
     def read_metrics(self):
         return read_metrics(self.metrics_path)

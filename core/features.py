@@ -21,6 +21,7 @@ audio               [N, E]        its audio part (fA, ``fused[:, 512:]``; E = 25
 alpha               [N, S, P]     spatial attention of each snippet (P = 16 at 112x112)
 beta                [N, S, 512]   channel attention of each snippet
 gamma               [N, S]        temporal attention
+audio_attention     [N, G]        audio attention over the G audio segments (G = 16)
 logits              [N, C]        the classifier's output
 class_names         [C] str       class names in index order
 positive_classes    [k] str       the positive classes; absent when the polarity is unknown
@@ -37,36 +38,35 @@ import numpy as np
 from core.atomic_file import write_atomically
 
 #: The per-video arrays, in the order they are written.
-ROW_KEYS = ("video", "target", "fused", "visual", "audio", "alpha", "beta", "gamma", "logits")
+ROW_KEYS = ("video", "target", "fused", "visual", "audio", "alpha", "beta", "gamma",
+            "audio_attention", "logits")
 
 
 class FeatureError(ValueError):
     """A features file that cannot be read or extended."""
 
 
-def batch_rows(fused, alpha, beta, gamma, logits, n_visual):
-    """Per-video arrays of one batch from a model's outputs (``VAANet.features`` and the
-    logits): ``alpha`` [S, B, P] and ``beta`` [S, B, 512] come snippet-major and are made
+def batch_rows(out, n_visual):
+    """Per-video arrays of one batch from a model's ``Outputs`` (``VAANet.outputs``):
+    ``alpha`` [S, B, P] and ``beta`` [S, B, 512] come snippet-major and are made
     video-major; ``fused`` is split after its first ``n_visual`` columns."""
-    fused = np.asarray(fused, np.float32)
+    def host(x):
+        return np.asarray(x.numpy(), np.float32)
+
+    fused = host(out.fused)
     return {"fused": fused, "visual": fused[:, :n_visual], "audio": fused[:, n_visual:],
-            "alpha": np.asarray(alpha, np.float32).transpose(1, 0, 2),
-            "beta": np.asarray(beta, np.float32).transpose(1, 0, 2),
-            "gamma": np.asarray(gamma, np.float32),
-            "logits": np.asarray(logits, np.float32)}
+            "alpha": host(out.alpha).transpose(1, 0, 2),
+            "beta": host(out.beta).transpose(1, 0, 2),
+            "gamma": host(out.gamma), "audio_attention": host(out.audio_attention),
+            "logits": host(out.logits)}
 
 
 def forward(model, visual, audio, with_rows=False):
-    """A batch through VAANet as its forward runs it (``features``, then ``av_fc``):
-    ``(logits, gamma, rows)``, with ``rows`` the batch's ``batch_rows`` when ``with_rows``
-    (else None)."""
-    fused, alpha, beta, gamma = model.features(visual, audio)
-    logits = model.av_fc(fused)
-    rows = None
-    if with_rows:
-        rows = batch_rows(fused.numpy(), alpha.numpy(), beta.numpy(), gamma.numpy(),
-                          logits.numpy(), model.ft_channels)
-    return logits, gamma, rows
+    """A batch through VAANet's forward (``VAANet.outputs``): ``(logits, gamma, rows)``,
+    with ``rows`` the batch's ``batch_rows`` when ``with_rows`` (else None)."""
+    out = model.outputs(visual, audio)
+    rows = batch_rows(out, model.ft_channels) if with_rows else None
+    return out.logits, out.gamma, rows
 
 
 class FeatureTable:

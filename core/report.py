@@ -1,14 +1,13 @@
-"""Metrics, reports and figures: of an evaluation (``core.evaluate.EvalResult``), of a
-training run (``metrics.jsonl``) and of one prediction (its temporal attention).
+"""Metrics, reports and figures: of an evaluation (``core.evaluate.EvalResult``) and of a
+training run (``metrics.jsonl``). One video's attention: ``core/attention_plot.py``.
 
-    from core.report import Report, plot_curves, plot_attention
+    from core.report import Report, plot_curves
     report = Report(result, class_names, dataset="ve8", positive_classes=positive)
     report.print_report()                      # to stdout (or file=...)
     report.write_predictions_csv("predictions.csv")
     report.write_report_json("report.json")
     report.plot_confusion("confusion.png")
     plot_curves("metrics.jsonl", "curves.png") # training curves
-    plot_attention("clip.png", summary, key_frames)   # predict.py's --report
 
 Metrics (``report.metrics``, also the content of report.json):
 
@@ -35,7 +34,7 @@ import numpy as np
 from core.experiment import read_metrics
 
 __all__ = ["Report", "compute_metrics", "confusion_matrix", "polarity_accuracy",
-           "curves_of", "curves_figure", "plot_curves", "plot_attention"]
+           "curves_of", "curves_figure", "plot_curves"]
 
 
 def confusion_matrix(targets, predictions, n_classes):
@@ -284,45 +283,3 @@ def plot_curves(metrics_jsonl_path, out_png, title=None):
     _makedirs_for(out_png)
     fig.canvas.print_png(out_png)
     return out_png
-
-
-# --------------------------------------------------------------------------------------
-# The temporal attention of one prediction
-
-def plot_attention(path, summary, key_frames):
-    """The key frame of every snippet framed by its attention weight, and a bar chart of
-    the weights. ``summary`` is predict.py's (``snippets`` with ``index``, ``start_s``,
-    ``end_s``, ``key_frame``, ``weight``; ``top``; ``polarity``; ``video``),
-    ``key_frames`` one PIL image per snippet. Returns ``path``."""
-    n = len(key_frames)
-    cols = min(n, 6)
-    rows = (n + cols - 1) // cols
-    fig, canvas = _figure(figsize=(2.4 * cols + 0.4, 2.2 * rows + 2.4))
-    gs = fig.add_gridspec(rows + 1, cols, height_ratios=[1.0] * rows + [0.9])
-    snippets = summary["snippets"]
-    wmax = max([sn["weight"] for sn in snippets] + [1e-12])
-    for k, (img, sn) in enumerate(zip(key_frames, snippets)):
-        ax = fig.add_subplot(gs[k // cols, k % cols])
-        ax.imshow(img)
-        ax.set_xticks([])
-        ax.set_yticks([])
-        strength = sn["weight"] / wmax
-        for spine in ax.spines.values():
-            spine.set_edgecolor((0.85, 0.1, 0.1, 0.25 + 0.75 * strength))
-            spine.set_linewidth(1 + 4 * strength)
-        ax.set_title(f"#{sn['index']} {sn['start_s']:.1f}-{sn['end_s']:.1f} s\n"
-                     f"frame {sn['key_frame']}  w={sn['weight']:.2f}", fontsize=8)
-    ax = fig.add_subplot(gs[rows, :])
-    idx = [sn["index"] for sn in snippets]
-    ax.bar(idx, [sn["weight"] for sn in snippets], color="tab:red", alpha=0.7)
-    ax.set_xticks(idx)
-    ax.set_xlabel("snippet")
-    ax.set_ylabel("attention weight")
-    top = ", ".join(f"{t['class']} {t['prob']:.2f}" for t in summary["top"])
-    pol = summary["polarity"]["label"]
-    fig.suptitle(f"{os.path.basename(summary['video'])}: {top}"
-                 + (f"  ({pol})" if pol else ""), fontsize=10)
-    fig.tight_layout()
-    _makedirs_for(path)
-    canvas.print_png(path)
-    return path

@@ -25,8 +25,16 @@ from datasets.errors import UnreadableFile, audio_cause, names_the_file
 
 SAMPLE_RATE = 44100
 N_MFCC = 32
+HOP_LENGTH = 512  # librosa's default: samples between two MFCC rows
+#: The time, in seconds of sound, between two MFCC rows of the model's audio input.
+FRAME_SECONDS = HOP_LENGTH / SAMPLE_RATE
 TIMESERIES_LENGTH = 4096
 CACHE_VERSION = 1
+
+
+def segment_seconds(n_segments):
+    """Seconds of sound in each of the model's ``n_segments`` audio segments."""
+    return TIMESERIES_LENGTH // n_segments * FRAME_SECONDS
 
 
 def tile_features(feature, length=TIMESERIES_LENGTH):
@@ -66,7 +74,7 @@ def mfcc_features(path, sr=SAMPLE_RATE, n_mfcc=N_MFCC, length=TIMESERIES_LENGTH)
     import librosa
 
     y, sr = load_audio(path, sr)
-    feature = librosa.feature.mfcc(y=y, sr=sr, n_mfcc=n_mfcc).T
+    feature = librosa.feature.mfcc(y=y, sr=sr, n_mfcc=n_mfcc, hop_length=HOP_LENGTH).T
     return np.ascontiguousarray(tile_features(feature, length), dtype=np.float32)
 
 

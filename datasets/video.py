@@ -22,9 +22,9 @@ import os
 import tempfile
 
 from datasets.errors import UnreadableFile
-from datasets.media import (MediaError, extract_audio, extract_frames, frame_file,
+from datasets.media import (MediaError, extract_audio, extract_frames,
                             list_frame_indices, probe)
-from datasets.sample import SampleRecipe, frame_indices, load_frame
+from datasets.sample import SampleRecipe, frame_indices
 
 
 class VideoError(RuntimeError):
@@ -70,24 +70,12 @@ def sample_of(extracted, config):
     return visual, audio, snippets
 
 
-def prepare_sample(video, config, ffmpeg=None, key_frames=0):
+def prepare_sample(video, config, ffmpeg=None):
     """The sample of ``video`` under the model configuration ``config`` (a dict with
     ``fps``, ``seq_len``, ``snippet_duration``, ``sample_size``), as a dict: ``visual``,
-    ``audio``, ``snippets``, ``n_frames``, ``has_sound``, ``info`` and, when
-    ``key_frames`` (a height in pixels) is given, ``key_frames``: the middle frame of
-    every snippet (PIL images of that height). Raises VideoError."""
+    ``audio``, ``snippets``, ``n_frames``, ``has_sound``, ``info``. Raises VideoError."""
     with tempfile.TemporaryDirectory(prefix="vaanet-video-") as work:
         ex = extract(video, work, ffmpeg)
         visual, audio, snippets = sample_of(ex, config)
-        out = {"visual": visual, "audio": audio, "snippets": snippets,
-               "n_frames": int(ex["n_frames"]), "has_sound": ex["has_sound"], "info": ex["info"]}
-        if key_frames:
-            out["key_frames"] = [_scaled(load_frame(frame_file(ex["frames_dir"], key_frame(s))),
-                                         key_frames) for s in snippets]
-    return out
-
-
-def _scaled(img, height):
-    from PIL import Image
-    w, h = img.size
-    return img.resize((max(1, round(w * height / h)), height), Image.BILINEAR)
+        return {"visual": visual, "audio": audio, "snippets": snippets,
+                "n_frames": int(ex["n_frames"]), "has_sound": ex["has_sound"], "info": ex["info"]}

@@ -140,8 +140,9 @@ def output_channels(depth):
     return 512 * (1 if DEPTHS[depth][0] == "basic" else 4)
 
 
-def output_positions(snippet_duration, sample_size):
-    """Positions (T' * H' * W') of the backbone's output map for one clip."""
+def output_grid(snippet_duration, sample_size):
+    """``(T', H', W')``: the backbone's output map for one clip; the spatial attention's
+    positions are its cells in that (row-major) order."""
     def down(size, k, s, p):
         return (size + 2 * p - k) // s + 1
 
@@ -149,4 +150,10 @@ def output_positions(snippet_duration, sample_size):
     hw = down(down(sample_size, 7, 2, 3), 3, 2, 1)
     for _ in range(3):
         t, hw = down(t, 3, 2, 1), down(hw, 3, 2, 1)
-    return t * hw * hw
+    return t, hw, hw
+
+
+def output_positions(snippet_duration, sample_size):
+    """Positions (T' * H' * W') of the backbone's output map for one clip."""
+    t, h, w = output_grid(snippet_duration, sample_size)
+    return t * h * w

@@ -10,15 +10,26 @@ model"); ``model.py`` builds one from the command-line options or a checkpoint.
     model = VAANet(n_classes=8, seq_len=12, resnet_depth=101)
     logits, alpha, beta, gamma = model(visual, audio)
     # visual [B, S, 3, T, H, W] (uint8 or float32, 0..255), audio [B, 4096, 32]
-    fused, alpha, beta, gamma = model.features(visual, audio)
-    # fused [B, 512 + audio_embed_size]: what av_fc classifies, logits == model.av_fc(fused)
+    out = model.outputs(visual, audio)    # what the forward computes, all of it:
+    out.logits, out.fused                 # fused [B, 512 + audio_embed_size], logits = av_fc(fused)
+    out.alpha, out.beta, out.gamma        # as the forward returns them
+    out.audio_attention                   # [B, audio_n_segments], which the forward drops
 """
+from collections import namedtuple
+
 from core.jittor_setup import jt
 from jittor import nn
 
 from models.layers import BatchNorm, Conv1d, Linear
 from models.resnet2d import audio_resnet18
 from models.resnet3d import FusedSequential, output_channels, output_positions, resnet3d_backbone
+
+
+#: Everything one forward computes: the logits, the fused vector ``av_fc`` classifies
+#: (its first 512 columns the visual vector fSCT, the rest the audio vector fA), the
+#: spatial (alpha [S, B, P]), channel (beta [S, B, 512]), temporal (gamma [B, S]) and
+#: audio (audio_attention [B, audio_n_segments]) attention.
+Outputs = namedtuple("Outputs", "logits fused alpha beta gamma audio_attention")
 
 
 class _Attention(nn.Module):
@@ -88,17 +99,17 @@ class VAANet(nn.Module):
         return self
 
     def execute(self, visual, audio):
-        fused, alpha, beta, gamma = self.features(visual, audio)
-        return self.av_fc(fused), alpha, beta, gamma
+        out = self.outputs(visual, audio)
+        return out.logits, out.alpha, out.beta, out.gamma
 
-    def features(self, visual, audio):
-        """What the classifier sees and the attention that made it: ``(fused, alpha,
-        beta, gamma)``. ``fused`` [B, 512 + audio_embed_size] is the concatenation of
-        the visual vector fSCT (its first 512 columns) and the audio vector fA (the
-        rest), which ``av_fc`` maps to the logits; alpha, beta, gamma as in ``execute``."""
+    def outputs(self, visual, audio):
+        """The forward with everything it computes (``Outputs``); ``execute`` returns a
+        part of it, so the two cannot differ. The audio attention costs nothing more:
+        the forward computes it anyway."""
         fSCT, alpha, beta, gamma = self.visual_stream(visual)
-        fA = self.audio_stream(audio)
-        return jt.concat([fSCT, fA], dim=1), alpha, beta, gamma
+        fA, audio_attention = self.audio_stream(audio)
+        fused = jt.concat([fSCT, fA], dim=1)
+        return Outputs(self.av_fc(fused), fused, alpha, beta, gamma, audio_attention)
 
     def visual_stream(self, visual):
         b, s, c, t, h, w = visual.shape
@@ -139,5 +150,5 @@ class VAANet(nn.Module):
         x = self.a_fc(x)                                               # [16*B, 256]
         x = x.reshape(g, b, self.audio_embed_size).transpose(1, 2, 0)  # [B, 256, 16]
         Aa = nn.relu(self.aa_net.scores(x))                            # [B, 16]
-        return (x * Aa.unsqueeze(1)).mean(dim=2)                       # [B, 256]
+        return (x * Aa.unsqueeze(1)).mean(dim=2), Aa                   # [B, 256], [B, 16]
 

@@ -188,7 +188,8 @@ def test_evaluation_report_predictions_and_features(root, trained, tmp_path):
     f = np.load(feats, allow_pickle=False)
     n, s = 3, 2
     shapes = {"video": (n,), "target": (n,), "fused": (n, 768), "visual": (n, 512), "audio": (n, 256),
-              "alpha": (n, s, 4), "beta": (n, s, 512), "gamma": (n, s), "logits": (n, 3),
+              "alpha": (n, s, 4), "beta": (n, s, 512), "gamma": (n, s), "audio_attention": (n, 16),
+              "logits": (n, 3),
               "class_names": (3,), "positive_classes": (2,)}
     assert {k: f[k].shape for k in f.files} == shapes
     assert f["class_names"].tolist() == CLASSES and f["positive_classes"].tolist() == POSITIVE

@@ -173,25 +173,35 @@ def test_adam_follows_pytorch_for_several_steps():
         np.testing.assert_array_equal(mine.numpy(), topt.state_dict()["state"][0][theirs].numpy())
 
 
-def test_features_are_what_the_classifier_sees():
-    """VAANet.features: the forward is av_fc of the fused vector, and the attention maps
-    are the forward's; the visual and audio parts are the two streams' outputs."""
+def test_outputs_are_the_forward_and_the_audio_attention_weighs_the_audio_vector():
+    """VAANet.outputs: the forward's logits and attention maps, the fused vector that
+    av_fc classifies (the two streams' outputs side by side) and the audio attention, with
+    which the audio embeddings of the 16 segments average to the audio vector fA."""
     model = VAANet(snippet_duration=8, sample_size=64, seq_len=2, resnet_depth=10).eval()
     visual, audio = _inputs(2, 2, 8, 64, seed=5)
     v, a = jt.array(visual), jt.array(audio)
     with jt.no_grad():
         logits, alpha, beta, gamma = (x.numpy() for x in model(v, a))
-        fused, f_alpha, f_beta, f_gamma = model.features(v, a)
-        through = model.av_fc(fused).numpy()
-        fused = fused.numpy()
+        out = model.outputs(v, a)
+        through = model.av_fc(out.fused).numpy()
+        fused = out.fused.numpy()
         fsct = model.visual_stream(v)[0].numpy()
-        fa = model.audio_stream(a).numpy()
+        fa, aa = (x.numpy() for x in model.audio_stream(a))
+        # the audio embeddings per segment, as audio_stream makes them: [B, 256, 16]
+        seg = audio.reshape(2, 16, 256, 32).transpose(1, 0, 2, 3).reshape(32, 256, 32, 1)
+        emb = model.a_fc(model.a_resnet(jt.array(seg)).reshape(32, -1)).numpy()
+    emb = emb.reshape(16, 2, 256).transpose(1, 2, 0)
     assert fused.shape == (2, 512 + 256)
+    np.testing.assert_array_equal(out.logits.numpy(), logits)
     np.testing.assert_array_equal(through, logits)
-    for mine, forward in ((f_alpha, alpha), (f_beta, beta), (f_gamma, gamma)):
+    for mine, forward in ((out.alpha, alpha), (out.beta, beta), (out.gamma, gamma)):
         np.testing.assert_array_equal(mine.numpy(), forward)
     np.testing.assert_array_equal(fused[:, :512], fsct)
     np.testing.assert_array_equal(fused[:, 512:], fa)
+    assert out.audio_attention.shape == [2, 16]
+    np.testing.assert_array_equal(out.audio_attention.numpy(), aa)
+    assert (aa >= 0).all() and aa.std() > 0  # relu of learned scores, not a constant
+    np.testing.assert_allclose((emb * aa[:, None, :]).mean(2), fa, rtol=1e-4, atol=1e-5)
     w, b = model.av_fc.weight.numpy(), model.av_fc.bias.numpy()
     np.testing.assert_allclose(fused @ w.T + b, logits, rtol=1e-4, atol=1e-5)
     swapped = np.concatenate([fused[:, 256:], fused[:, :256]], axis=1)  # positive control

@@ -290,7 +290,8 @@ def test_batch_over_a_folder_with_a_broken_video_and_rerun(ckpt, folder, tmp_pat
     n, s_ = 3, TINY["seq_len"]
     assert {k: f[k].shape for k in f.files} == {
         "video": (n,), "target": (n,), "fused": (n, 768), "visual": (n, 512), "audio": (n, 256),
-        "alpha": (n, s_, 1), "beta": (n, s_, 512), "gamma": (n, s_), "logits": (n, 8),
+        "alpha": (n, s_, 1), "beta": (n, s_, 512), "gamma": (n, s_), "audio_attention": (n, 16),
+        "logits": (n, 8),
         "class_names": (8,), "positive_classes": (4,)}
     assert f["video"].tolist() == [str(v) for v in good] and f["target"].tolist() == [-1] * 3
     assert f["class_names"].tolist() == VE8
@@ -372,7 +373,7 @@ def test_samples_are_prepared_ahead_in_worker_processes(videos):
     assert [v for v, _, _ in got] == order
     for v, sample, why in got:
         assert why is None
-        inline, _ = predict.prepare(v, cfg, None, 0)
+        inline, _ = predict.prepare(v, cfg, None)
         np.testing.assert_array_equal(sample["visual"], inline["visual"])
         np.testing.assert_array_equal(sample["audio"], inline["audio"])
         assert sample["snippets"] == inline["snippets"]

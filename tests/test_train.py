@@ -245,3 +245,47 @@ def test_bad_frame_keeps_the_epoch_names_the_checkpoint_and_resumes_exactly(data
     assert [r["acc"] for r in _metrics(folder)] == [r["acc"] for r in _metrics(full_run)]
     for k in ("val_acc", "best_acc", "evaluated", "epoch"):
         assert b["meta"][k] == a["meta"][k], k
+
+
+def test_tensorboard_event_files_hold_the_releases_scalars(full_run):
+    """TensorBoard's own reader gives back, from the event files in the results folder, the
+    release's scalars: every epoch's as metrics.jsonl has them, the learning rate, and one
+    point per training batch whose mean is the epoch's."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    board = EventAccumulator(str(full_run))
+    board.Reload()
+    assert set(board.Tags()["scalars"]) == {
+        "train/batch/loss", "train/batch/acc", "train/epoch/loss", "train/epoch/acc",
+        "train/lr", "val/loss", "val/acc"}
+
+    def series(tag):
+        return [e.step for e in board.Scalars(tag)], np.array([e.value for e in board.Scalars(tag)])
+
+    lines = _metrics(full_run)
+    for split, prefix in (("train", "train/epoch"), ("val", "val")):
+        for key in ("loss", "acc"):
+            steps, values = series(f"{prefix}/{key}")
+            assert steps == [1, 2]
+            np.testing.assert_allclose(values, [r[key] for r in lines if r["split"] == split],
+                                       rtol=1e-6)
+    steps, lr = series("train/lr")
+    assert steps == [1, 2] and np.allclose(lr, 1e-3)
+    train = [r for r in lines if r["split"] == "train"]
+    for key in ("loss", "acc"):
+        steps, values = series(f"train/batch/{key}")
+        assert steps == list(range(1, 9))  # 16 videos in batches of 4, two epochs
+        np.testing.assert_allclose([values[:4].mean(), values[4:].mean()],
+                                   [r[key] for r in train], rtol=1e-5)
+
+
+def test_tensorboard_off_on_demand_and_without_a_writer(tmp_path, monkeypatch):
+    """--no_tensorboard writes nothing; without a writer installed the default writes
+    nothing and --tensorboard is refused with what to install."""
+    from core import tensorboard
+    assert tensorboard.TrainingBoard.open(str(tmp_path), False) is None
+    assert os.listdir(tmp_path) == []
+    monkeypatch.setattr(tensorboard, "summary_writer", lambda: None)
+    assert tensorboard.TrainingBoard.open(str(tmp_path), None) is None
+    with pytest.raises(tensorboard.TensorBoardMissing, match="pip install tensorboardX"):
+        tensorboard.TrainingBoard.open(str(tmp_path), True)
