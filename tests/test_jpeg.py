@@ -73,7 +73,7 @@ def test_positive_control_a_decoder_one_step_off_stands_down(monkeypatch):
 
     assert not jpeg.agrees_with_pillow(off_by_one)
     monkeypatch.setattr(jpeg, "agrees_with_pillow", lambda decode: False)
-    monkeypatch.setattr(jpeg, "_lib", None)
+    monkeypatch.setattr(jpeg.decoder, "lib", None)
     with pytest.warns(UserWarning, match="differ from Pillow"):
         assert jpeg.decoder() is None
     assert jpeg.decode_rgbx(__file__) is None  # and every frame goes to Pillow

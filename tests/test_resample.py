@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from core import cbuild
 from transforms import resample
 from transforms.resample import (Geometry, bilinear_taps, kernel_into, pass_order,
                                  resize_crop_into, resize_crop_pil)
@@ -150,7 +151,7 @@ def test_resize_crop_into_uses_pillow_where_the_kernel_cannot(monkeypatch):
     np.testing.assert_array_equal(out, pillow_planes(img, g))
     # no kernel (no compiler): Pillow, same values
     g = TrainSpatialTransform(16).geometry(33, 25, {"position": "tl"})
-    monkeypatch.setattr(resample, "_lib", False)
+    monkeypatch.setattr(resample.kernel, "lib", False)
     monkeypatch.setattr(resample, "_plans", {})
     out = np.zeros((3, 16, 16), np.uint8)
     assert resize_crop_into(img, g, out) == "pillow"
@@ -187,14 +188,14 @@ def test_kernel_reads_pillows_memory_or_a_copy():
 
 def test_build_failure_warns_and_falls_back(monkeypatch, tmp_path):
     monkeypatch.setenv("CC", str(tmp_path / "no-such-cc"))
-    monkeypatch.setattr(resample.shutil, "which",
+    monkeypatch.setattr(cbuild.shutil, "which",
                         lambda name: str(tmp_path / "false-cc") if name else None)
     (tmp_path / "false-cc").write_text("#!/bin/sh\necho 'cc: broken' >&2\nexit 1\n")
     (tmp_path / "false-cc").chmod(0o755)
     with pytest.raises(RuntimeError, match="cc: broken"):
-        resample.build_kernel(str(tmp_path / "cache"))
-    monkeypatch.setattr(resample, "_cache_dir", lambda: str(tmp_path / "cache"))
-    monkeypatch.setattr(resample, "_lib", None)
+        cbuild.build(resample._SOURCE, folder=str(tmp_path / "cache"))
+    monkeypatch.setattr(cbuild, "cache_dir", lambda: str(tmp_path / "cache"))
+    monkeypatch.setattr(resample.kernel, "lib", None)
     with pytest.warns(UserWarning, match="kernel is unavailable"):
         assert resample.kernel() is None
     assert list((tmp_path / "cache").iterdir()) == []  # no half-written kernel left behind
