@@ -50,7 +50,7 @@ import os
 import sys
 import time
 
-from datasets.media import VIDEO_EXTS
+from datasets.media import VIDEO_EXTS, add_ffmpeg_option
 
 LIST_EXTS = (".txt", ".lst", ".list")
 KEY_FRAME_HEIGHT = 120
@@ -94,8 +94,7 @@ def build_parser():
     a("--no_progress", action="store_true", help="no progress bar")
     add_model_options(p.add_argument_group(
         "model configuration (default: the checkpoint's training options, else the release's)"))
-    a("--ffmpeg", default=None, metavar="PATH",
-      help="ffmpeg binary (default: $FFMPEG_BINARY, else imageio-ffmpeg's, else PATH)")
+    add_ffmpeg_option(p)
     a("--no_cuda", action="store_true", help="run on the CPU even when a GPU is available")
     return p
 

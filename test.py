@@ -199,8 +199,7 @@ def run(argv=None):
             "annotation_path": os.path.abspath(opt.annotation_path),
             "config": {k: json_safe(v) for k, v in config.items()},
             "loss_func": opt.loss_func}
-    report = Report(result, classes.names, dataset=opt.dataset, info=info,
-                    positive_classes=classes.positive)
+    report = Report(result, classes, dataset=opt.dataset, info=info)
     if not main_rank:
         return report
     out = opt.out or default_out_dir(opt)

@@ -7,7 +7,7 @@ import torch
 
 from core.jittor_setup import jt
 from core.loss import get_loss
-from datasets.catalog import polarity_mask
+from tests.helpers import polarity_mask
 from core.optimizer import Adam
 from models.vaanet import VAANet
 from tests.torch_reference import TorchVAANet, pcce_loss
