@@ -17,3 +17,9 @@ def polarity_mask(dataset, n_classes):
     if len(mask) != n_classes:
         raise ValueError(f"{dataset} has {len(mask)} classes, not {n_classes}")
     return mask
+
+
+def snippet_indices(dataset, index):
+    """The ``seq_len`` lists of frame indices that item ``index`` of a ``VE8Dataset`` reads
+    (drawn as its ``__getitem__`` draws them)."""
+    return dataset.recipe.snippets(dataset.data[index]["frame_indices"], dataset._rng(index))

@@ -15,6 +15,7 @@ from opts import parse_opts
 from datasets.audio import MFCCCache, mfcc_features
 from datasets.catalog import DATASETS
 from datasets.ve8 import VE8Dataset, DatasetError, order_permutation
+from tests.helpers import snippet_indices
 
 VE8_FACTS = DATASETS["ve8"]
 VE8 = list(VE8_FACTS.classes.names)
@@ -310,7 +311,7 @@ def test_one_spatial_draw_per_video(tmp_path, mp3_pool):
 def test_short_video_repeats_decoded_frames(root):
     ds = dataset(root, "training")
     i = [e["video_id"] for e in ds.data].index("v002")  # 5 frames for 3 x 4
-    snippets, _ = ds.snippet_indices(i)
+    snippets = snippet_indices(ds, i)
     v = ds[i][0]
     flat = [k for s in snippets for k in s]
     frames = v.transpose(0, 2, 1, 3, 4).reshape(len(flat), 3, SIZE, SIZE)
