@@ -53,3 +53,24 @@ class Classes:
         """The two entries an annotation or a checkpoint carries."""
         return {"labels": list(self.names),
                 "positive_classes": None if self.positive is None else list(self.positive)}
+
+
+def describe(classes, limit=10):
+    """``"Anger, Anticipation, ..."``: the first ``limit`` names, for messages."""
+    names = list(classes.names)
+    return ", ".join(names[:limit]) + (", ..." if len(names) > limit else "")
+
+
+def mismatch(trained_on, n_outputs, data, checkpoint, annotation):
+    """Why the model in ``checkpoint`` cannot be used with the classes ``data`` of the
+    annotation file ``annotation``, or None. ``trained_on``: the checkpoint's classes (None
+    when it does not name them, a release file); ``n_outputs``: its classifier's outputs
+    (None when not known). The scripts refuse such a pair before anything long starts."""
+    if n_outputs is not None and n_outputs != len(data):
+        theirs = f" ({describe(trained_on)})" if trained_on is not None else ""
+        return (f"{checkpoint} holds a model of {n_outputs} classes{theirs}, {annotation} has "
+                f"{len(data)} ({describe(data)})")
+    if trained_on is not None and trained_on.names != data.names:
+        return (f"{checkpoint} was trained on the classes {list(trained_on.names)}, "
+                f"{annotation} has {list(data.names)}")
+    return None

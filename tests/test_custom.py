@@ -252,7 +252,7 @@ def test_checkpoint_of_other_classes_is_refused(demo_data, trained, tmp_path, ca
     assert test_main.main(["--resume_path", str(ckpt), "--dataset", "ve8", "--root_path",
                            str(demo_data), "--out", str(out)]) == 2
     err = capsys.readouterr().err
-    assert "the model has 3 classes (calm, cheerful, tense" in err and "has 8 (Anger" in err
+    assert "holds a model of 3 classes (calm, cheerful, tense)" in err and "has 8 (Anger" in err
     assert not out.exists()
     results = tmp_path / "results"
     assert train_main.main(["--root_path", str(demo_data), "--resume_path", str(ckpt),

@@ -220,7 +220,9 @@ def test_missing_and_unreadable_files(ckpt, tmp_path):
     assert r.returncode == 1 and "Traceback" not in r.stderr  # a video that failed, not usage
     assert len(r.stderr.strip().splitlines()) == 1 and "junk.mp4" in r.stderr
     r = run(["predict.py", junk, "--checkpoint", tmp_path / "no.npz"])
-    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1
+    first, *hint = r.stderr.strip().splitlines()
+    assert r.returncode == 2 and first.startswith("predict.py: error: checkpoint not found: ")
+    assert first.endswith("no.npz") and len(hint) == 1 and "Train one" in hint[0]
 
 
 def test_help():
@@ -357,10 +359,10 @@ def test_samples_are_prepared_ahead_in_worker_processes(videos):
     """The pool starts on creation and prepares videos without being asked (while the
     model would run); its samples equal those made in this process."""
     import time
-    import predict
+    from datasets.video import Samples, prepare
     cfg = dict(TINY)
     order = [str(videos["short"]), str(videos["silent"]), str(videos["sound"])]
-    samples = predict.Samples(order, cfg, workers=1)
+    samples = Samples(order, cfg, workers=1)
     try:
         first = samples.pending[0][1]
         deadline = time.time() + 120
@@ -373,7 +375,7 @@ def test_samples_are_prepared_ahead_in_worker_processes(videos):
     assert [v for v, _, _ in got] == order
     for v, sample, why in got:
         assert why is None
-        inline, _ = predict.prepare(v, cfg, None, 0)
+        inline, _ = prepare(v, cfg, None, 0)
         np.testing.assert_array_equal(sample["visual"], inline["visual"])
         np.testing.assert_array_equal(sample["audio"], inline["audio"])
         assert sample["snippets"] == inline["snippets"]
