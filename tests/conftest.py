@@ -64,3 +64,15 @@ def demo_data(tmp_path_factory):
                            text=True, timeout=600)
         assert r.returncode == 0, r.stdout + r.stderr
     return root
+
+
+@pytest.fixture(scope="session")
+def make_model():
+    """Factory of the checkpoint tests' VAANet (``tests.helpers.TINY_64``), freshly
+    initialised."""
+    from models.vaanet import VAANet
+    from tests.helpers import TINY_64, network_shape
+
+    def make():
+        return VAANet(**network_shape(TINY_64))
+    return make

@@ -10,17 +10,14 @@ import numpy as np
 import pytest
 
 from datasets.catalog import DATASETS, Classes
+from tests.helpers import TINY, network_flags
 
 REPO = Path(__file__).resolve().parents[1]
 PY = sys.executable
 VE8 = list(DATASETS["ve8"].classes.names)
 VE8_POSITIVE = list(DATASETS["ve8"].classes.positive)
 POSITIVE = {VE8.index(c) for c in VE8_POSITIVE}
-TINY = {"dataset": "ve8", "n_classes": 8, "resnet_depth": 10, "seq_len": 2,
-        "snippet_duration": 4, "sample_size": 32, "audio_embed_size": 256,
-        "audio_n_segments": 16, "fps": 30}
-TINY_FLAGS = ["--resnet_depth", "10", "--seq_len", "2", "--snippet_duration", "4",
-              "--sample_size", "32"]
+TINY_FLAGS = network_flags(TINY)
 
 
 def run(args, **kw):

@@ -7,7 +7,7 @@ from PIL import Image
 
 from datasets import jpeg
 from datasets.sample import SampleRecipe, frame_indices
-from tests.test_resample import natural
+from tests.helpers import natural
 from transforms import resample
 
 pytestmark = pytest.mark.skipif(jpeg.decoder() is None,

@@ -10,15 +10,14 @@ import numpy as np
 import pytest
 
 from datasets.catalog import DATASETS
+from tests import helpers
 from tests.helpers import snippet_indices
 
 REPO = Path(__file__).resolve().parents[1]
 PY = sys.executable
 VE8 = list(DATASETS["ve8"].classes.names)
 POSITIVE = [VE8.index(c) for c in DATASETS["ve8"].classes.positive]
-TINY = {"dataset": "ve8", "n_classes": 8, "resnet_depth": 10, "seq_len": 3,
-        "snippet_duration": 4, "sample_size": 32, "audio_embed_size": 256,
-        "audio_n_segments": 16, "fps": 30}
+TINY = dict(helpers.TINY, seq_len=3)
 JSON_KEYS = {"video", "duration_s", "video_fps", "n_frames", "has_sound", "checkpoint",
              "config", "prediction", "top", "probabilities", "polarity", "snippets"}
 
@@ -65,7 +64,10 @@ def check_summary(s, n_frames, has_sound, top=3):
     assert len(s["top"]) == top
     probs = [t["prob"] for t in s["top"]]
     assert probs == sorted(probs, reverse=True)
-    assert s["prediction"] == s["top"][0]
+    best = max(s["probabilities"], key=s["probabilities"].get)  # the most probable class
+    assert s["prediction"] == {"class": best, "index": VE8.index(best),
+                               "prob": s["probabilities"][best]}
+    assert s["top"][0] == s["prediction"]
     assert list(s["probabilities"]) == VE8
     assert sum(s["probabilities"].values()) == pytest.approx(1.0, abs=1e-5)
     pos = sum(s["probabilities"][VE8[i]] for i in POSITIVE)

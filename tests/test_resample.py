@@ -4,7 +4,6 @@ Every comparison is ``np.array_equal`` with what Pillow's own ``crop``, ``resize
 BILINEAR)`` and ``crop`` give; the positive controls show that a one-step mistake in the
 weights, or the wrong order of the two passes, would be caught.
 """
-import io
 import warnings
 
 import numpy as np
@@ -12,32 +11,13 @@ import pytest
 from PIL import Image
 
 from core import cbuild
+from tests.helpers import jpeg_frame, noise
 from transforms import resample
 from transforms.resample import (Geometry, bilinear_taps, kernel_into, pass_order,
                                  resize_crop_into, resize_crop_pil)
 from transforms.spatial import CROP_POSITIONS, EvalSpatialTransform, TrainSpatialTransform
 
 pytestmark = pytest.mark.skipif(resample.kernel() is None, reason="no C compiler for the kernel")
-
-
-def noise(w, h, seed=0):
-    return Image.fromarray(np.random.default_rng(seed).integers(0, 256, (h, w, 3), np.uint8))
-
-
-def natural(w, h, seed=0):
-    """uint8 [h, w, 3] of natural-looking content (smooth gradients, edges, noise)."""
-    rng = np.random.default_rng(seed)
-    y, x = np.mgrid[0:h, 0:w]
-    base = np.stack([(x * 255 // max(w - 1, 1)), (y * 255 // max(h - 1, 1)),
-                     ((x // 7 + y // 5) % 2) * 200], -1)
-    return np.clip(base + rng.normal(0, 12, base.shape), 0, 255).astype(np.uint8)
-
-
-def jpeg_frame(w, h, seed=0):
-    """A decoded JPEG of ``natural`` content."""
-    buf = io.BytesIO()
-    Image.fromarray(natural(w, h, seed)).save(buf, "JPEG", quality=85)
-    return Image.open(io.BytesIO(buf.getvalue())).convert("RGB")
 
 
 def pillow_planes(img, g):

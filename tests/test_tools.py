@@ -16,6 +16,7 @@ from datasets.catalog import DATASETS  # noqa: E402
 from datasets.media import (MediaError, count_frames, extract_audio, extract_frames,  # noqa: E402
                             find_ffmpeg, frames_complete, list_frame_indices, probe,
                             read_n_frames, stored_n_frames, write_n_frames)
+from tests.helpers import mtimes  # noqa: E402
 from tools.jobs import print_list  # noqa: E402
 from tools.ve8_json import read_splits  # noqa: E402
 
@@ -29,11 +30,6 @@ ODD_ID = "It's a clip, no. 1 - (take 2)"  # space, comma, quote, dot, hyphen, br
 def run_tool(script, *args):
     return subprocess.run([sys.executable, str(REPO / "tools" / script), *map(str, args)],
                           cwd=str(REPO), capture_output=True, text=True, timeout=300)
-
-
-def mtimes(root):
-    """{relative path: mtime} of every file under root."""
-    return {str(p.relative_to(root)): p.stat().st_mtime_ns for p in Path(root).rglob("*") if p.is_file()}
 
 
 @pytest.fixture(scope="module")
