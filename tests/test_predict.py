@@ -58,6 +58,22 @@ def predict_json(capsys, *args):
     return json.loads(capsys.readouterr().out)
 
 
+@pytest.fixture(scope="module")
+def single(ckpt, videos):
+    """``predict.py VIDEO --checkpoint CKPT --json`` of the sound, silent and short videos,
+    run once for the tests that compare with them."""
+    import contextlib
+    import io
+    import predict
+    out = {}
+    for name in ("sound", "silent", "short"):
+        buf = io.StringIO()
+        with contextlib.redirect_stdout(buf):
+            assert predict.main([str(videos[name]), "--checkpoint", str(ckpt), "--json"]) == 0
+        out[name] = json.loads(buf.getvalue())
+    return out
+
+
 def check_summary(s, n_frames, has_sound, top=3):
     assert JSON_KEYS <= set(s)
     assert s["n_frames"] == n_frames and s["has_sound"] is has_sound
@@ -116,7 +132,7 @@ def test_sample_equals_evaluation_set(tmp_path, videos):
     np.testing.assert_array_equal(mine["audio"], audio)
 
 
-def test_probabilities_and_gamma_are_the_models_outputs(ckpt, videos, tmp_path, capsys):
+def test_probabilities_and_gamma_are_the_models_outputs(ckpt, videos, single, tmp_path):
     """The reported probabilities and per-snippet gamma are the checkpoint's model's
     outputs on the evaluation set's item for the same video."""
     from core.checkpoint import load_weights
@@ -124,7 +140,8 @@ def test_probabilities_and_gamma_are_the_models_outputs(ckpt, videos, tmp_path, 
     from core.jittor_setup import jt
     from model import generate_model
 
-    s = predict_json(capsys, videos["sound"], "--checkpoint", ckpt)
+    s = single["sound"]
+    assert s["video"] == str(videos["sound"])
     visual, _, audio, _ = _evaluation_set(videos["sound"], tmp_path / "root", TINY)[0]
     model = generate_model(TINY)
     load_weights(model, str(ckpt))
@@ -153,15 +170,14 @@ def test_with_sound_json_and_report_subprocess(ckpt, videos, tmp_path):
     assert list(tmp.iterdir()) == []   # the temporary folder is cleaned up
 
 
-def test_silent_text_output(ckpt, videos, capsys):
+def test_silent_text_output(ckpt, videos, single, capsys):
     import predict
     assert predict.main([str(videos["silent"]), "--checkpoint", str(ckpt)]) == 0
     text = capsys.readouterr().out
     assert "sound: no" in text and "top classes:" in text and "polarity:" in text
     assert "tiny.npz, epoch 2\n" in text  # the epoch it was saved after
     assert "temporal attention (3 snippets" in text and "#3" in text
-    s = predict_json(capsys, videos["silent"], "--checkpoint", ckpt)
-    check_summary(s, 40, False)
+    check_summary(single["silent"], 40, False)
 
 
 def test_ten_frame_video(ckpt, videos, capsys):
@@ -255,11 +271,11 @@ def folder(tmp_path_factory, videos):
     return d
 
 
-def test_batch_over_a_folder_with_a_broken_video_and_rerun(ckpt, folder, tmp_path, capsys):
+def test_batch_over_a_folder_with_a_broken_video_and_rerun(ckpt, folder, single, tmp_path):
     from core.checkpoint import load_checkpoint
     good = [folder / "a, sound.mp4", folder / "b-silent.mp4", folder / "more" / "c-short.mp4"]
     broken = str(folder / "broken.mp4")
-    single = {str(v): predict_json(capsys, v, "--checkpoint", ckpt) for v in good}
+    single = {str(v): single[name] for v, name in zip(good, ("sound", "silent", "short"))}
     out, feats = tmp_path / "out" / "predictions.csv", tmp_path / "features.npz"
     cmd = ["predict.py", folder, "--checkpoint", ckpt, "--csv", out, "--features", feats,
            "--json", "--workers", "2"]
@@ -384,7 +400,7 @@ def test_samples_are_prepared_ahead_in_worker_processes(videos):
 
 
 @pytest.mark.parametrize("workers", [0, 2], ids=["in_the_main_process", "in_worker_processes"])
-def test_ffmpeg_killed_by_a_signal_is_that_videos_failure(ckpt, videos, tmp_path, capsys, workers):
+def test_ffmpeg_killed_by_a_signal_is_that_videos_failure(ckpt, videos, single, tmp_path, workers):
     """An ffmpeg that dies by a signal on one video (a crash) fails that video's row only:
     also where Jittor is imported (the main process, whose SIGCHLD handler would otherwise
     end the program with a 'quick exit') and in the spawned sample workers."""
@@ -414,8 +430,8 @@ def test_ffmpeg_killed_by_a_signal_is_that_videos_failure(ckpt, videos, tmp_path
     assert bad["status"] == "failed" and bad["top_class"] == ""
     assert "b-crash.mp4" in bad["error"] and "killed by signal 11 (SIGSEGV)" in bad["error"]
     assert "1 of 3 videos could not be predicted" in r.stderr and str(crash) in r.stderr
-    for v in good:  # the others are predicted, as with the real ffmpeg
-        s = predict_json(capsys, v, "--checkpoint", ckpt)
+    for v, name in zip(good, ("sound", "silent")):  # the others as with the real ffmpeg
+        s = single[name]
         assert rows[str(v)]["status"] == "ok" and rows[str(v)]["top_class"] == s["prediction"]["class"]
         for c in VE8:
             assert float(rows[str(v)][f"prob_{c}"]) == pytest.approx(s["probabilities"][c], abs=1e-6)
