@@ -52,6 +52,7 @@ from core import entry
 from core.entry import UsageError
 from datasets.inputs import LIST_EXTS, Inputs
 from datasets.media import add_ffmpeg_option
+
 KEY_FRAME_HEIGHT = 120
 FEATURES_SAVE_EVERY_S = 60.0
 
@@ -96,7 +97,7 @@ def build_parser():
 
 def parse_args(argv=None):
     """``(args, checkpoint dict)``: the checkpoint's options are the parser's defaults, so
-    that the flags given explicitly win. Checks the options first (UsageError)."""
+    that the flags given explicitly win. Usage errors: ``core.entry.UsageError``."""
     from model import MODEL_OPTIONS, parse_with_checkpoint
 
     args, ckpt = parse_with_checkpoint(build_parser(), argv, "checkpoint", MODEL_OPTIONS)
@@ -238,11 +239,11 @@ class Run:
         self.inputs = Inputs(args.inputs)
         if args.report and len(self.inputs.videos) > 1:
             raise UsageError(f"--report draws one video; the inputs name "
-                               f"{len(self.inputs.videos)}")
+                             f"{len(self.inputs.videos)}")
         from model import checkpoint_classes, model_config
         classes = checkpoint_classes(ckpt, model_config(args)["dataset"])
-        # the output files are checked before the model is built or a video is touched
         from core.results_csv import ResultsCSV
+        # the output files are checked before the model is built or a video is touched
         self.csv = ResultsCSV(args.csv, classes.names) if args.csv else None
         self.table = self._features_table(classes) if args.features else None
         done = self.csv.done() if self.csv else set()
@@ -263,7 +264,7 @@ class Run:
             raise UsageError(f"--features: {e}")
         if table.class_names != list(classes.names):
             raise UsageError(f"--features {path} holds features of other classes "
-                               f"({', '.join(table.class_names)}): write to another file")
+                             f"({', '.join(table.class_names)}): write to another file")
         return table
 
     def out(self, text):
