@@ -107,21 +107,10 @@ def default_out_dir(opt):
     return os.path.join(opt.result_path, opt.expr_name or stem, "test")
 
 
-def run(argv=None):
-    opt, ckpt = resolve_options(argv)
-    classes = check_dataset(opt, ckpt)
-    if opt.features and launched_by_mpirun():
-        raise UsageError("--features runs in one process: run it without mpirun")
-
-    entry.choose_device(opt.no_cuda)
-    from core.jittor_setup import jt  # noqa: F401  (configures Jittor first)
-    from core.checkpoint import CheckpointError, trained_epochs
-    from core.distributed import is_main_process
-    from core.evaluate import evaluate, json_safe
-    from core.loss import get_loss
-    from core.features import FeatureTable
-    from core.report import Report
-    from datasets.errors import SampleError, check_hint
+def load(opt, ckpt, classes):
+    """``(test split as a loader, model, model configuration)``; UsageError when the data
+    or the checkpoint cannot serve."""
+    from core.checkpoint import CheckpointError
     from datasets.factory import get_validation_set, make_loader
     from datasets.ve8 import DatasetError
     from model import model_config, model_from_state_dict
@@ -134,33 +123,19 @@ def run(argv=None):
     if val.n_samples == 0:
         raise UsageError(f"the 'validation' subset of {opt.annotation_path} has no usable "
                          f"videos\n{PREPARE_HINT}")
-    meta = ckpt.get("meta") or {}
     set_classes(opt, classes)
     config = model_config(opt)
     try:
         model = model_from_state_dict(ckpt["state_dict"], config)
     except CheckpointError as e:
         raise UsageError(str(e))
-    make_loader(val, opt, shuffle=False)
-    criterion = get_loss(opt)
-    main_rank = is_main_process()  # under mpirun every rank evaluates its share; rank 0 writes
-    try:
-        result = evaluate(model, val, criterion=criterion, desc="test",
-                          progress=not opt.no_progress and main_rank,
-                          features=bool(opt.features))
-    except SampleError as e:
-        raise entry.unreadable_sample(
-            e, opt.debug, ["test.py: cannot read a sample of the test split:"] + e.lines()
-            + [check_hint(opt.root_path, opt.dataset)]) from None
-    info = {"checkpoint": os.path.abspath(opt.resume_path),
-            "checkpoint_epoch": trained_epochs(meta),
-            "split": "validation",
-            "annotation_path": os.path.abspath(opt.annotation_path),
-            "config": {k: json_safe(v) for k, v in config.items()},
-            "loss_func": opt.loss_func}
-    report = Report(result, classes, dataset=opt.dataset, info=info)
-    if not main_rank:
-        return report
+    return make_loader(val, opt, shuffle=False), model, config
+
+
+def write_outputs(opt, report, result, classes):
+    """predictions.csv, report.json and confusion.png into --out, and --features."""
+    from core.features import FeatureTable
+
     out = opt.out or default_out_dir(opt)
     os.makedirs(out, exist_ok=True)
     report.print_report()
@@ -172,6 +147,42 @@ def run(argv=None):
         table.add_batch(result.video_ids, result.targets, result.features)
         paths.append(table.save(opt.features))
     print("wrote " + ", ".join(paths))
+
+
+def run(argv=None):
+    opt, ckpt = resolve_options(argv)
+    classes = check_dataset(opt, ckpt)
+    if opt.features and launched_by_mpirun():
+        raise UsageError("--features runs in one process: run it without mpirun")
+
+    entry.choose_device(opt.no_cuda)
+    from core.jittor_setup import jt  # noqa: F401  (configures Jittor first)
+    from core.checkpoint import trained_epochs
+    from core.distributed import is_main_process
+    from core.evaluate import evaluate, json_safe
+    from core.loss import get_loss
+    from core.report import Report
+    from datasets.errors import SampleError, check_hint
+
+    val, model, config = load(opt, ckpt, classes)
+    main_rank = is_main_process()  # under mpirun every rank evaluates its share; rank 0 writes
+    try:
+        result = evaluate(model, val, criterion=get_loss(opt), desc="test",
+                          progress=not opt.no_progress and main_rank,
+                          features=bool(opt.features))
+    except SampleError as e:
+        raise entry.unreadable_sample(
+            e, opt.debug, ["test.py: cannot read a sample of the test split:"] + e.lines()
+            + [check_hint(opt.root_path, opt.dataset)]) from None
+    info = {"checkpoint": os.path.abspath(opt.resume_path),
+            "checkpoint_epoch": trained_epochs(ckpt.get("meta") or {}),
+            "split": "validation",
+            "annotation_path": os.path.abspath(opt.annotation_path),
+            "config": {k: json_safe(v) for k, v in config.items()},
+            "loss_func": opt.loss_func}
+    report = Report(result, classes, dataset=opt.dataset, info=info)
+    if main_rank:
+        write_outputs(opt, report, result, classes)
     return report
 
 
