@@ -14,8 +14,9 @@ the one place that knows
   options as parsed, before ``finalize_opts`` joined paths to ``--root_path``; the classes
   (``labels``, ``positive_classes``); the next epoch to run, as the release stores it.
   ``saved_options`` turns them back into parser defaults, over which the flags a user
-  types still win (test.py, predict.py); ``checkpoint_classes`` reads the classes back
-  (a release file's from its classifier's size);
+  types still win (``parse_with_checkpoint``: test.py, predict.py); ``checkpoint_classes``
+  reads the classes back (a release file's from its classifier's size), ``check_classes``
+  refuses a checkpoint of other classes than a dataset's;
 - how Hara et al.'s Kinetics 3D ResNet and torchvision's ImageNet ResNet-18 map onto the
   model (``load_pretrained_visual``, ``load_pretrained_audio``), by the names that the
   backbones give their children (``models/resnet3d.py``, ``models/resnet2d.py``).
@@ -167,6 +168,44 @@ def saved_options(meta, keys, state_dict=None):
     return out
 
 
+def parse_with_checkpoint(parser, argv, dest, keys):
+    """``(options, checkpoint dict)``: ``argv`` parsed with the options ``keys`` that the
+    checkpoint named by ``--<dest>`` stores as the parser's defaults, so that flags given
+    explicitly win (test.py, predict.py). A checkpoint not given, missing or unreadable is
+    a ``core.entry.UsageError``."""
+    import os
+    from core.checkpoint import read_checkpoint_file
+    from core.entry import UsageError
+
+    path = getattr(parser.parse_known_args(argv)[0], dest)
+    if not path:
+        raise UsageError(f"no checkpoint given: pass --{dest} CKPT (this project's .npz or a "
+                         "release .pth)")
+    if not os.path.isfile(path):
+        raise UsageError(f"checkpoint not found: {os.path.abspath(path)}\n  Train one with "
+                         "`python main.py` (or `make demo`), or pass the path of a release .pth.")
+    try:
+        ckpt = read_checkpoint_file(path)
+    except (CheckpointError, OSError) as e:
+        raise UsageError(f"cannot read checkpoint {path}: {e}")
+    parser.set_defaults(**saved_options(ckpt.get("meta"), keys, ckpt.get("state_dict")))
+    return parser.parse_args(argv), ckpt
+
+
+def check_classes(ckpt, path, classes, annotation):
+    """Raise ``core.entry.UsageError`` when the checkpoint ``ckpt`` (read from ``path``)
+    cannot be used with the annotation's ``classes`` (``core.classes.mismatch``)."""
+    from core.classes import mismatch
+    from core.entry import UsageError
+
+    labelled = bool((ckpt.get("meta") or {}).get("labels"))
+    problem = mismatch(checkpoint_classes(ckpt) if labelled else None,
+                       classifier_outputs(ckpt.get("state_dict")), classes, path, annotation)
+    if problem:
+        raise UsageError(f"{problem}: use the checkpoint with the dataset it was trained on "
+                         f"(--root_path, --dataset)")
+
+
 def model_from_state_dict(state_dict, config):
     """A VAANet of ``config`` holding ``state_dict``, in eval mode. A checkpoint that does
     not fit raises CheckpointError naming the configuration and the flags to pass."""
@@ -174,7 +213,7 @@ def model_from_state_dict(state_dict, config):
     try:
         load_weights(model, state_dict)
     except CheckpointError as e:
-        msg = str(e)
+        msg = " ".join(str(e).split())  # one line
         if len(msg) > 400:
             msg = msg[:400] + " ..."
         raise CheckpointError(

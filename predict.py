@@ -45,21 +45,17 @@ error found before any video is processed (a missing input or checkpoint, a CSV 
 features file of other classes).
 """
 import argparse
-import csv
-import io
 import json
 import os
 import sys
 import time
 
-from datasets.media import VIDEO_EXTS
+from core import entry
+from core.entry import UsageError
+from datasets.inputs import LIST_EXTS, Inputs
+from datasets.media import add_ffmpeg_option
 
-LIST_EXTS = (".txt", ".lst", ".list")
 FEATURES_SAVE_EVERY_S = 60.0
-
-
-class PredictError(Exception):
-    """A usage error: reported as one line on stderr, exit status 2."""
 
 
 def build_parser():
@@ -96,183 +92,26 @@ def build_parser():
     a("--no_progress", action="store_true", help="no progress bar")
     add_model_options(p.add_argument_group(
         "model configuration (default: the checkpoint's training options, else the release's)"))
-    a("--ffmpeg", default=None, metavar="PATH",
-      help="ffmpeg binary (default: $FFMPEG_BINARY, else imageio-ffmpeg's, else PATH)")
+    add_ffmpeg_option(p)
     a("--no_cuda", action="store_true", help="run on the CPU even when a GPU is available")
     return p
 
 
 def parse_args(argv=None):
     """``(args, checkpoint dict)``: the checkpoint's options are the parser's defaults, so
-    that the flags given explicitly win. Checks the options first (PredictError)."""
-    from core.checkpoint import CheckpointError, read_checkpoint_file
-    from model import MODEL_OPTIONS, saved_options
+    that the flags given explicitly win. Usage errors: ``core.entry.UsageError``."""
+    from model import MODEL_OPTIONS, parse_with_checkpoint
 
-    parser = build_parser()
-    first = parser.parse_args(argv)
-    if not os.path.isfile(first.checkpoint):
-        raise PredictError(f"checkpoint not found: {first.checkpoint}")
-    if first.top < 1:
-        raise PredictError("--top must be at least 1")
-    if first.workers < 0:
-        raise PredictError("--workers must be 0 or more")
-    try:
-        ckpt = read_checkpoint_file(first.checkpoint)
-    except (CheckpointError, OSError) as e:
-        raise PredictError(f"cannot read checkpoint {first.checkpoint}: {e}")
-    parser.set_defaults(**saved_options(ckpt.get("meta"), MODEL_OPTIONS, ckpt.get("state_dict")))
-    return parser.parse_args(argv), ckpt
+    args, ckpt = parse_with_checkpoint(build_parser(), argv, "checkpoint", MODEL_OPTIONS)
+    if args.top < 1:
+        raise UsageError("--top must be at least 1")
+    if args.workers < 0:
+        raise UsageError("--workers must be 0 or more")
+    return args, ckpt
 
 
 # --------------------------------------------------------------------------------------
-# inputs
-
-class Inputs:
-    """The videos that the command-line inputs name, in order and without repeats.
-
-    ``videos``: absolute paths; ``broken``: ``{path: why}`` for paths a list names that
-    cannot be a video (they become failed rows); ``skipped``: files in searched folders
-    that are not videos (by extension)."""
-
-    def __init__(self, inputs):
-        self.videos, self.broken, self.skipped = [], {}, []
-        self._seen = set()
-        for item in inputs:
-            if not os.path.exists(item):
-                raise PredictError(f"no such file or folder: {item}")
-            self._add(item, None)
-        if not self.videos:
-            where = ", ".join(inputs)
-            skipped = f" ({len(self.skipped)} other files skipped)" if self.skipped else ""
-            raise PredictError(f"no video files in {where}{skipped}")
-
-    def _video(self, path, why=None):
-        path = os.path.abspath(path)
-        if path in self._seen:
-            return
-        self._seen.add(path)
-        self.videos.append(path)
-        if why:
-            self.broken[path] = why
-
-    def _add(self, path, listed_in):
-        if os.path.isdir(path):
-            self._folder(path)
-        elif not os.path.exists(path):
-            self._video(path, f"no such file (listed in {listed_in})")
-        elif path.lower().endswith(LIST_EXTS) and listed_in is None:
-            self._list(path)
-        else:
-            self._video(path)
-
-    def _folder(self, folder):
-        for root, dirs, files in os.walk(folder):
-            dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-            for name in sorted(files):
-                if name.startswith("."):
-                    continue
-                path = os.path.join(root, name)
-                if name.lower().endswith(VIDEO_EXTS):
-                    self._video(path)
-                else:
-                    self.skipped.append(path)
-
-    def _list(self, list_file):
-        base = os.path.dirname(os.path.abspath(list_file))
-        try:
-            with open(list_file, encoding="utf-8-sig") as f:
-                lines = f.read().splitlines()
-        except (OSError, UnicodeDecodeError) as e:
-            raise PredictError(f"cannot read the list {list_file}: {e}")
-        for line in lines:
-            line = line.strip()
-            if line and not line.startswith("#"):
-                self._add(os.path.join(base, os.path.expanduser(line)), list_file)
-
-
-# --------------------------------------------------------------------------------------
-# the CSV of results
-
-class ResultsCSV:
-    """``--csv``: one row per video, appended (flushed and synced) as each video finishes.
-
-    An interrupted run leaves every finished row, and at most a cut-off last line, which
-    the next run drops. Rows are keyed by path: a re-run skips the videos whose row says
-    ``ok`` and replaces the rows of the videos it does again (those that failed). The
-    file is only ever rewritten as a whole through a temporary file and a rename."""
-
-    def __init__(self, path, class_names):
-        self.path = path
-        self.class_names = list(class_names)
-        self.header = (["path", "top_class"] + [f"prob_{c}" for c in self.class_names]
-                       + ["polarity", "positive_prob", "status", "error"])
-        self.rows, self._cut_off = {}, False
-        if os.path.exists(path):
-            self._read()
-
-    def _read(self):
-        try:
-            with open(self.path, encoding="utf-8", newline="") as f:
-                text = f.read()
-        except (OSError, UnicodeDecodeError) as e:
-            raise PredictError(f"cannot read --csv {self.path}: {e}")
-        if text and not text.endswith("\n"):
-            self._cut_off = True  # a row cut off by an interruption: dropped, done again
-            text = text[:text.rfind("\n") + 1]
-        records = list(csv.reader(io.StringIO(text)))
-        if not records:
-            return
-        if records[0] != self.header:
-            theirs = [h[len("prob_"):] for h in records[0] if h.startswith("prob_")]
-            raise PredictError(
-                f"--csv {self.path} holds rows of other classes ({', '.join(theirs) or 'none'}; "
-                f"this checkpoint's are {', '.join(self.class_names)}): write to another file")
-        for rec in records[1:]:
-            if len(rec) == len(self.header):
-                self.rows[rec[0]] = rec
-
-    def done(self):
-        """Paths whose row says ``ok``."""
-        return {p for p, rec in self.rows.items() if rec[-2] == "ok"}
-
-    def start(self, redo):
-        """Prepare the file for appending: rows of the videos in ``redo`` and a cut-off
-        line are dropped (by a rewrite), a new file gets its header."""
-        from core.atomic_file import write_atomically
-        drop = set(redo) & set(self.rows)
-        if drop or self._cut_off or not os.path.exists(self.path):
-            kept = [rec for p, rec in self.rows.items() if p not in drop]
-            os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
-            write_atomically(self.path, lambda f: f.write(_csv_text([self.header] + kept)))
-            self.rows = {rec[0]: rec for rec in kept}
-            self._cut_off = False
-
-    def append(self, rec):
-        with open(self.path, "ab") as f:
-            f.write(_csv_text([rec]))
-            f.flush()
-            os.fsync(f.fileno())
-        self.rows[rec[0]] = rec
-
-    def row(self, path, summary=None, error=None):
-        """The row of a video: its summary (predict.py's dict), or the error that stopped it."""
-        if summary is None:
-            return [path, ""] + [""] * len(self.class_names) + ["", "", "failed", error]
-        pol = summary["polarity"]
-        return ([path, summary["prediction"]["class"]]
-                + [f"{summary['probabilities'][c]:.6f}" for c in self.class_names]
-                + [pol["label"] or "", "" if pol["positive_prob"] is None else f"{pol['positive_prob']:.6f}",
-                   "ok", ""])
-
-
-def _csv_text(records):
-    buf = io.StringIO()
-    csv.writer(buf, lineterminator="\n").writerows(records)
-    return buf.getvalue().encode("utf-8")
-
-
-# --------------------------------------------------------------------------------------
-# model and samples
+# model
 
 def load_model(ckpt, args):
     """``(model, config, classes)`` for the checkpoint and the options."""
@@ -282,85 +121,13 @@ def load_model(ckpt, args):
     config = model_config(args)
     classes = checkpoint_classes(ckpt, config["dataset"])
     if len(classes) != config["n_classes"]:
-        raise PredictError(f"checkpoint {args.checkpoint}: it has {len(classes)} classes, "
-                           f"--n_classes says {config['n_classes']}")
+        raise UsageError(f"checkpoint {args.checkpoint}: it has {len(classes)} classes, "
+                         f"--n_classes says {config['n_classes']}")
     try:
         model = model_from_state_dict(ckpt["state_dict"], config)
     except CheckpointError as e:
-        raise PredictError(f"checkpoint {args.checkpoint}: {e}")
+        raise UsageError(f"checkpoint {args.checkpoint}: {e}")
     return model, config, classes
-
-
-def prepare(video, config, ffmpeg):
-    """``(sample dict, None)`` or ``(None, why)``: never raises, so that one video's failure
-    (in a worker process too) is that video's row."""
-    from datasets.video import prepare_sample
-    try:
-        return prepare_sample(video, config, ffmpeg), None
-    except Exception as e:  # noqa: BLE001 - any failure is this video's, reported in its row
-        return None, " ".join(str(e).split()) or type(e).__name__
-
-
-def _ignore_interrupts():
-    import signal
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the main process decides what Ctrl-C does
-
-
-class Samples:
-    """The samples of ``videos``, in order, as ``(video, sample, why)`` (``prepare``).
-
-    With ``workers`` > 0 (and more than one video) they are made in that many fresh
-    processes (spawned: they never hold Jittor, and an ffmpeg that dies there is one
-    video's failure), which start on creation and keep up to ``workers + 1`` videos
-    ahead of the one being used, so that extraction overlaps the model's work."""
-
-    def __init__(self, videos, config, ffmpeg=None, workers=2):
-        from collections import deque
-        self.job = (config, ffmpeg)
-        self.workers = workers if len(videos) > 1 else 0
-        self.upcoming, self.pending, self.pool = iter(videos), deque(), None
-        if self.workers:
-            self._new_pool()
-            self._fill()
-
-    def _new_pool(self):
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor
-        self.pool = ProcessPoolExecutor(max_workers=self.workers, initializer=_ignore_interrupts,
-                                        mp_context=multiprocessing.get_context("spawn"))
-
-    def _fill(self):
-        while len(self.pending) < self.workers + 1:
-            v = next(self.upcoming, None)
-            if v is None:
-                return
-            self.pending.append((v, self.pool.submit(prepare, v, *self.job)))
-
-    def __iter__(self):
-        from concurrent.futures.process import BrokenProcessPool
-        if not self.workers:
-            for v in self.upcoming:
-                yield (v,) + prepare(v, *self.job)
-            return
-        while self.pending:
-            v, fut = self.pending.popleft()
-            self._fill()
-            try:
-                sample, why = fut.result()
-            except BrokenProcessPool:
-                # a worker died (killed by a signal): this video fails, the others go on
-                sample, why = None, "the process preparing it died (killed; out of memory?)"
-                waiting = [pv for pv, _ in self.pending]
-                self.close()
-                self._new_pool()
-                self.pending.clear()
-                self.pending.extend((pv, self.pool.submit(prepare, pv, *self.job)) for pv in waiting)
-            yield v, sample, why
-
-    def close(self):
-        if self.pool is not None:
-            self.pool.shutdown(wait=True, cancel_futures=True)
-            self.pool = None
 
 
 def run_model(model, visual, audio, with_features=False):
@@ -473,10 +240,11 @@ class Run:
         self.args, self.ckpt = args, ckpt
         self.inputs = Inputs(args.inputs)
         if args.report and len(self.inputs.videos) > 1:
-            raise PredictError(f"--report draws one video; the inputs name "
-                               f"{len(self.inputs.videos)}")
+            raise UsageError(f"--report draws one video; the inputs name "
+                             f"{len(self.inputs.videos)}")
         from model import checkpoint_classes, model_config
         classes = checkpoint_classes(ckpt, model_config(args)["dataset"])
+        from core.results_csv import ResultsCSV
         # the output files are checked before the model is built or a video is touched
         self.csv = ResultsCSV(args.csv, classes.names) if args.csv else None
         self.table = self._features_table(classes) if args.features else None
@@ -495,10 +263,10 @@ class Run:
         try:
             table = FeatureTable.load(path)
         except FeatureError as e:
-            raise PredictError(f"--features: {e}")
+            raise UsageError(f"--features: {e}")
         if table.class_names != list(classes.names):
-            raise PredictError(f"--features {path} holds features of other classes "
-                               f"({', '.join(table.class_names)}): write to another file")
+            raise UsageError(f"--features {path} holds features of other classes "
+                             f"({', '.join(table.class_names)}): write to another file")
         return table
 
     def out(self, text):
@@ -524,6 +292,7 @@ class Run:
         if not self.todo:
             return None
 
+        from datasets.video import Samples
         from model import model_config
         todo = [v for v in self.todo if v not in self.inputs.broken]
         # the first videos are extracted while the model is built
@@ -600,30 +369,30 @@ class Run:
         elif len(self.inputs.videos) > 1:
             self.out(f"{video}: FAILED")
 
-    def report_failures(self):
+    def failures(self):
+        """The videos that could not be predicted, as ``core.entry.RunFailed`` (None: none)."""
         if not self.failed:
-            return
+            return None
         if len(self.inputs.videos) == 1:
             (video, why), = self.failed.items()
-            print(f"predict.py: error: {why}" if video in why else f"predict.py: error: {video}: {why}",
-                  file=sys.stderr)
-            return
-        print(f"predict.py: {len(self.failed)} of {len(self.inputs.videos)} videos could not be "
-              f"predicted:", file=sys.stderr)
-        for video, why in self.failed.items():
-            print(f"  {video}: {why}", file=sys.stderr)
+            return entry.RunFailed(f"predict.py: error: {why}" if video in why
+                                   else f"predict.py: error: {video}: {why}")
+        return entry.RunFailed("\n".join(
+            [f"predict.py: {len(self.failed)} of {len(self.inputs.videos)} videos could not be "
+             f"predicted:"] + [f"  {video}: {why}" for video, why in self.failed.items()]))
+
+
+def run(argv=None):
+    args, ckpt = parse_args(argv)
+    job = Run(args, ckpt)
+    job.execute()
+    failed = job.failures()
+    if failed:
+        raise failed
 
 
 def main(argv=None):
-    try:
-        args, ckpt = parse_args(argv)
-        run = Run(args, ckpt)
-        run.execute()
-    except PredictError as e:
-        print("predict.py: error: " + " ".join(str(e).split()), file=sys.stderr)
-        return 2
-    run.report_failures()
-    return 1 if run.failed else 0
+    return entry.exit_status("predict.py", run, argv)
 
 
 if __name__ == "__main__":

@@ -44,19 +44,11 @@ with exit status 1 (``--debug`` adds the traceback).
 import os
 import sys
 
-from core.entry import launched_by_mpirun
+from core import entry
+from core.entry import UsageError, launched_by_mpirun
 
 PREPARE_HINT = ("  Make the demo data with `make demo`, or prepare a dataset with\n"
                 "  `python tools/prepare_dataset.py --src RAW --dst ROOT` and pass --root_path ROOT.")
-
-
-class UsageError(Exception):
-    """A problem reported in a few lines and exit status 2 (no traceback)."""
-
-
-class DataError(Exception):
-    """A sample that cannot be read: reported in a few lines (``rank k:`` before each under
-    MPI) and exit status 1, without a traceback."""
 
 
 def build_parser():
@@ -87,63 +79,34 @@ def resolve_options(argv=None):
     """Parse ``argv``; returns ``(opt, checkpoint dict)``: the checkpoint's options are the
     parser's defaults, so that the flags given explicitly win."""
     from opts import finalize_opts
-    from core.checkpoint import CheckpointError, read_checkpoint_file
-    from model import saved_options
+    from model import parse_with_checkpoint
 
-    parser = build_parser()
-    first, _ = parser.parse_known_args(argv)
-    if not first.resume_path:
-        raise UsageError("test.py: no checkpoint given: pass --resume_path CKPT "
-                         "(this project's .npz or a release .pth)")
-    if not os.path.isfile(first.resume_path):
-        raise UsageError(f"test.py: checkpoint not found: {os.path.abspath(first.resume_path)}\n"
-                         "  Train one with `python main.py` (or `make demo`), or pass the path "
-                         "of a release .pth.")
-    try:
-        ckpt = read_checkpoint_file(first.resume_path)
-    except (CheckpointError, OSError) as e:
-        raise UsageError(f"test.py: cannot read checkpoint {first.resume_path}: {e}")
-    parser.set_defaults(**saved_options(ckpt.get("meta"), evaluation_options(),
-                                        ckpt.get("state_dict")))
-    return finalize_opts(parser.parse_args(argv)), ckpt
+    args, ckpt = parse_with_checkpoint(build_parser(), argv, "resume_path", evaluation_options())
+    return finalize_opts(args), ckpt
 
 
 def check_dataset(opt, ckpt):
     """The annotation's classes, once the dataset's files and classes are known to suit the
     checkpoint (UsageError otherwise)."""
     from datasets.catalog import AnnotationError, read_annotation
-    from model import checkpoint_classes
+    from model import check_classes
 
     where = (f"  (root_path={opt.root_path}, annotation_path={opt.annotation_path}, "
              f"video_path={opt.video_path}, audio_path={opt.audio_path})")
     if not os.path.isfile(opt.annotation_path):
-        raise UsageError(f"test.py: dataset not found: no annotation file "
+        raise UsageError(f"dataset not found: no annotation file "
                          f"{os.path.abspath(opt.annotation_path)}\n{where}\n{PREPARE_HINT}")
     for key in ("video_path", "audio_path"):
         path = getattr(opt, key)
         if not os.path.isdir(path):
-            raise UsageError(f"test.py: dataset incomplete: {key} folder "
+            raise UsageError(f"dataset incomplete: {key} folder "
                              f"{os.path.abspath(path)} does not exist\n{where}\n{PREPARE_HINT}")
     try:
         classes, _ = read_annotation(opt.annotation_path)
     except AnnotationError as e:
-        raise UsageError(f"test.py: {e}")
-    trained_on = checkpoint_classes(ckpt, opt.dataset)
-    if len(classes) != opt.n_classes:
-        raise UsageError(f"test.py: the model has {opt.n_classes} classes ({describe_classes(trained_on)} "
-                         f"in {opt.resume_path}), but {opt.annotation_path} has {len(classes)} "
-                         f"({describe_classes(classes)}): evaluate the checkpoint on the dataset "
-                         f"it was trained on (--root_path, --dataset)")
-    if "labels" in (ckpt.get("meta") or {}) and trained_on.names != classes.names:
-        raise UsageError(f"test.py: the checkpoint was trained on the classes "
-                         f"{list(trained_on.names)}, {opt.annotation_path} has "
-                         f"{list(classes.names)}")
+        raise UsageError(str(e))
+    check_classes(ckpt, opt.resume_path, classes, opt.annotation_path)
     return classes
-
-
-def describe_classes(classes, limit=10):
-    names = list(classes.names)
-    return ", ".join(names[:limit]) + (", ..." if len(names) > limit else "")
 
 
 def default_out_dir(opt):
@@ -151,23 +114,10 @@ def default_out_dir(opt):
     return os.path.join(opt.result_path, opt.expr_name or stem, "test")
 
 
-def run(argv=None):
-    opt, ckpt = resolve_options(argv)
-    classes = check_dataset(opt, ckpt)
-    if (opt.features or opt.html) and launched_by_mpirun():
-        raise UsageError("test.py: --features and --html run in one process: run without mpirun")
-
-    from core import entry
-    entry.choose_device(opt.no_cuda)
-    from core.jittor_setup import jt  # noqa: F401  (configures Jittor first)
-    from core.checkpoint import CheckpointError, trained_epochs
-    from core.distributed import is_main_process
-    from core.evaluate import evaluate, json_safe
-    from core.loss import get_loss
-    from core.error_page import THUMBNAIL_PX, write_error_page
-    from core.features import FeatureTable
-    from core.report import Report
-    from datasets.errors import SampleError, check_hint
+def load(opt, ckpt, classes):
+    """``(test split as a loader, model, model configuration)``; UsageError when the data
+    or the checkpoint cannot serve."""
+    from core.checkpoint import CheckpointError
     from datasets.factory import get_validation_set, make_loader
     from datasets.ve8 import DatasetError
     from model import model_config, model_from_state_dict
@@ -176,42 +126,24 @@ def run(argv=None):
     try:
         val = get_validation_set(opt)
     except DatasetError as e:
-        raise UsageError(f"test.py: dataset problem: {e}\n{PREPARE_HINT}")
+        raise UsageError(f"dataset problem: {e}\n{PREPARE_HINT}")
     if val.n_samples == 0:
-        raise UsageError(f"test.py: the 'validation' subset of {opt.annotation_path} has no usable "
+        raise UsageError(f"the 'validation' subset of {opt.annotation_path} has no usable "
                          f"videos\n{PREPARE_HINT}")
-    meta = ckpt.get("meta") or {}
     set_classes(opt, classes)
     config = model_config(opt)
     try:
         model = model_from_state_dict(ckpt["state_dict"], config)
     except CheckpointError as e:
-        raise UsageError(f"test.py: {e}")
-    make_loader(val, opt, shuffle=False)
-    criterion = get_loss(opt)
-    main_rank = is_main_process()  # under mpirun every rank evaluates its share; rank 0 writes
-    try:
-        result = evaluate(model, val, criterion=criterion, desc="test",
-                          progress=not opt.no_progress and main_rank,
-                          features=bool(opt.features or opt.html),
-                          key_frames=THUMBNAIL_PX if opt.html else 0)
-    except SampleError as e:
-        if opt.debug:
-            print(f"where the error happened:\n{e.detail}", file=sys.stderr)
-            raise
-        raise DataError("\n".join(
-            ["test.py: cannot read a sample of the test split:"] + e.lines()
-            + [check_hint(opt.root_path, opt.dataset)])) from None
-    info = {"checkpoint": os.path.abspath(opt.resume_path),
-            "checkpoint_epoch": trained_epochs(meta),
-            "split": "validation",
-            "annotation_path": os.path.abspath(opt.annotation_path),
-            "config": {k: json_safe(v) for k, v in config.items()},
-            "loss_func": opt.loss_func}
-    report = Report(result, classes.names, dataset=opt.dataset, info=info,
-                    positive_classes=classes.positive)
-    if not main_rank:
-        return report
+        raise UsageError(str(e))
+    return make_loader(val, opt, shuffle=False), model, config
+
+
+def write_outputs(opt, report, result, classes):
+    """predictions.csv, report.json and confusion.png into --out, --features and --html."""
+    from core.error_page import write_error_page
+    from core.features import FeatureTable
+
     out = opt.out or default_out_dir(opt)
     os.makedirs(out, exist_ok=True)
     report.print_report()
@@ -228,22 +160,50 @@ def run(argv=None):
         paths.append(write_error_page(opt.html, report, result, output_grid(
             opt.snippet_duration, opt.sample_size), segment_seconds(opt.audio_n_segments)))
     print("wrote " + ", ".join(paths))
+
+
+def run(argv=None):
+    opt, ckpt = resolve_options(argv)
+    classes = check_dataset(opt, ckpt)
+    if (opt.features or opt.html) and launched_by_mpirun():
+        raise UsageError("--features and --html run in one process: run without mpirun")
+
+    entry.choose_device(opt.no_cuda)
+    from core.jittor_setup import jt  # noqa: F401  (configures Jittor first)
+    from core.checkpoint import trained_epochs
+    from core.distributed import is_main_process
+    from core.error_page import THUMBNAIL_PX
+    from core.evaluate import evaluate, json_safe
+    from core.loss import get_loss
+    from core.report import Report
+    from datasets.errors import SampleError, check_hint
+
+    val, model, config = load(opt, ckpt, classes)
+    main_rank = is_main_process()  # under mpirun every rank evaluates its share; rank 0 writes
+    try:
+        result = evaluate(model, val, criterion=get_loss(opt), desc="test",
+                          progress=not opt.no_progress and main_rank,
+                          features=bool(opt.features or opt.html),
+                          key_frames=THUMBNAIL_PX if opt.html else 0)
+    except SampleError as e:
+        raise entry.unreadable_sample(
+            e, opt.debug, ["test.py: cannot read a sample of the test split:"] + e.lines()
+            + [check_hint(opt.root_path, opt.dataset)]) from None
+    info = {"checkpoint": os.path.abspath(opt.resume_path),
+            "checkpoint_epoch": trained_epochs(ckpt.get("meta") or {}),
+            "split": "validation",
+            "annotation_path": os.path.abspath(opt.annotation_path),
+            "config": {k: json_safe(v) for k, v in config.items()},
+            "loss_func": opt.loss_func}
+    report = Report(result, classes, dataset=opt.dataset, info=info)
+    if main_rank:
+        write_outputs(opt, report, result, classes)
     return report
 
 
 def main(argv=None):
-    try:
-        run(argv)
-    except UsageError as e:
-        print(str(e), file=sys.stderr)
-        return 2
-    except DataError as e:
-        from core.distributed import report
-        report(str(e))
-        return 1
-    return 0
+    return entry.exit_status("test.py", run, argv)
 
 
 if __name__ == "__main__":
-    from core import entry
     sys.exit(entry.run(main))

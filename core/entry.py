@@ -1,4 +1,19 @@
-"""The ``__main__`` of the command-line scripts (main.py, test.py), and their choice of device.
+"""What the command-line scripts (main.py, test.py, predict.py) do alike: their ``__main__``
+(under mpirun too), their errors and exit status, and their choice of device.
+
+    def run(argv):                     # the script's work
+        raise UsageError("checkpoint not found: ...")     # exit 2: "test.py: error: ..."
+        raise RunFailed("cannot read a sample ...")       # exit 1: the lines as they are
+    def main(argv=None):
+        return entry.exit_status("test.py", run, argv)
+    if __name__ == "__main__":
+        sys.exit(entry.run(main))
+
+A usage error (what was asked cannot be done: a missing file, options that do not fit) is
+found before the work starts and reported as ``<script>: error: <what, and what to do>``
+with exit status 2; a run that fails on the way (a sample that cannot be read) reports its
+lines (``rank k:`` before each under MPI) with exit status 1. Neither shows a traceback,
+unless ``--debug`` asks where a sample failed (``unreadable_sample``).
 
 Kept free of Jittor, so that ``--help`` and early errors answer without starting it.
 """
@@ -11,6 +26,39 @@ _MPI_LAUNCHER_VARIABLES = ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_RANK")
 
 def launched_by_mpirun():
     return any(k in os.environ for k in _MPI_LAUNCHER_VARIABLES)
+
+
+class UsageError(Exception):
+    """What was asked cannot be done: reported as one message, exit status 2."""
+
+
+class RunFailed(Exception):
+    """The run failed on the way: its lines are reported as they are, exit status 1."""
+
+
+def exit_status(prog, work, argv=None):
+    """0 once ``work(argv)`` returns; 2 for a UsageError, 1 for RunFailed, each reported on
+    stderr (see the module docstring)."""
+    try:
+        work(argv)
+    except UsageError as e:
+        print(f"{prog}: error: {e}", file=sys.stderr)
+        return 2
+    except RunFailed as e:
+        from core.distributed import report
+        report(str(e))
+        return 1
+    return 0
+
+
+def unreadable_sample(error, debug, lines):
+    """RunFailed of ``lines`` for a sample that cannot be read (``datasets.errors.SampleError``
+    ``error``); with ``debug`` (--debug) it shows where it happened and raises ``error``
+    itself instead, traceback and all."""
+    if debug:
+        print(f"where the error happened:\n{error.detail}", file=sys.stderr)
+        raise error
+    return RunFailed("\n".join(lines))
 
 
 def run(main):

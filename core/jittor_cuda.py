@@ -20,9 +20,15 @@ used. Stock Jittor 1.3.11 expects CUDA 11 with cuDNN 8, all in the folder above 
   Jittor skip it, the layers use Jittor's own CUDA convolutions, and a warning names the
   cause.
 
-    python -m core.jittor_cuda      # what was found, which patches apply (compiles nothing)
+    python -m core.jittor_cuda           # what was found, which patches apply (changes nothing)
+    python -m core.jittor_cuda --apply   # patch Jittor and make the CUDA home now, not at first use
+
+Patching replaces each file whole, under a lock on Jittor's folder, so that several
+processes starting at once (mpirun's ranks on a fresh environment) patch it once.
 """
+import contextlib
 import ctypes
+import fcntl
 import glob
 import hashlib
 import importlib.util
@@ -30,11 +36,14 @@ import json
 import os
 import re
 import shutil
+import stat
 import subprocess
 import sys
 import tempfile
 import warnings
 from dataclasses import dataclass, field
+
+from core.atomic_file import write_atomically
 
 _TARGET = "sbsa-linux" if os.uname().machine == "aarch64" else "x86_64-linux"
 _ARCH_LIB = "/usr/lib/aarch64-linux-gnu" if os.uname().machine == "aarch64" \
@@ -455,41 +464,56 @@ def patch_state(patch, root=None):
     return "unknown"
 
 
+@contextlib.contextmanager
+def _locked(folder):
+    """Exclusive use of ``folder`` among the processes that ask for it: an flock on the
+    folder itself (nothing created, nothing left behind; released when the process ends),
+    so that ranks started together by mpirun patch Jittor one after the other."""
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
 def apply_patches(tk, root=None):
     """Apply the patches ``tk`` needs to the installed Jittor; returns [(patch, state)]
-    with state 'applied now', 'applied' (before) or 'not needed'."""
+    with state 'applied now', 'applied' (before) or 'not needed'. Each file is replaced
+    whole (a process reading it sees the stock file or the patched one), under a lock:
+    of processes starting at once, one patches and the others find it done."""
     root = root or jittor_dir()
-    done = []
-    for patch in PATCHES:
-        if not patch.needed(tk):
-            done.append((patch, "not needed"))
-            continue
-        state = patch_state(patch, root)
-        if state == "applied":
-            done.append((patch, "applied"))
-            continue
-        path = os.path.join(root, patch.path)
-        if state == "unknown":
-            raise RuntimeError(f"{path} is not Jittor 1.3.11's: cannot apply the patch "
-                               f"({patch.why}); install jittor==1.3.11.0")
-        with open(path) as f:
-            text = f.read()
-        for old, new in patch.edits:
-            if new not in text:
-                text = text.replace(old, new, 1)
-        try:
-            tmp = path + ".vaanet-tmp"
-            with open(tmp, "w") as f:
-                f.write(text)
-            shutil.copymode(path, tmp)
-            os.replace(tmp, path)
-        except OSError as e:
-            raise RuntimeError(f"cannot patch {path} ({e}): Jittor needs it for CUDA "
-                               f"{tk.cuda[0]} / cuDNN {tk.cudnn}: {patch.why}. Install Jittor "
-                               "where you can write (a virtual environment), or set "
-                               "VAANET_NO_CUDA=1 for the CPU") from e
-        done.append((patch, "applied now"))
-    return done
+    needed = [p for p in PATCHES if p.needed(tk)]
+    if any(patch_state(p, root) != "applied" for p in needed):
+        with _locked(root):
+            done = {p.path: _apply(p, tk, root) for p in needed}
+    else:
+        done = {p.path: "applied" for p in needed}
+    return [(p, done.get(p.path, "not needed")) for p in PATCHES]
+
+
+def _apply(patch, tk, root):
+    state = patch_state(patch, root)  # again: another process may have patched it meanwhile
+    if state == "applied":
+        return state
+    path = os.path.join(root, patch.path)
+    if state == "unknown":
+        raise RuntimeError(f"{path} is not Jittor 1.3.11's: cannot apply the patch "
+                           f"({patch.why}); install jittor==1.3.11.0")
+    with open(path) as f:
+        text = f.read()
+    for old, new in patch.edits:
+        if new not in text:
+            text = text.replace(old, new, 1)
+    try:
+        write_atomically(path, lambda f: f.write(text.encode()),
+                         mode=stat.S_IMODE(os.stat(path).st_mode))
+    except OSError as e:
+        raise RuntimeError(f"cannot patch {path} ({e}): Jittor needs it for CUDA "
+                           f"{tk.cuda[0]} / cuDNN {tk.cudnn}: {patch.why}. Install Jittor "
+                           "where you can write (a virtual environment), or set "
+                           "VAANET_NO_CUDA=1 for the CPU") from e
+    return "applied now"
 
 
 # ------------------------------------------------------------------------------ prepare
@@ -548,14 +572,25 @@ def describe(tk):
     return "\n".join(lines)
 
 
-if __name__ == "__main__":
+def main(argv=None):
     import argparse
-    parser = argparse.ArgumentParser(description="What core/jittor_setup.py would use for CUDA.")
+    parser = argparse.ArgumentParser(
+        prog="python -m core.jittor_cuda",
+        description="What core/jittor_setup.py would use for CUDA; with --apply, do it now.")
     parser.add_argument("--check", action="store_true",
                         help="exit 1 unless every patch fits the installed Jittor "
                         "(stock or patched)")
-    args = parser.parse_args()
-    print(describe(find_toolkit()))
+    parser.add_argument("--apply", action="store_true",
+                        help="patch the installed Jittor and make the CUDA home now, as the "
+                        "first use of CUDA would (e.g. once after installing, on a GPU machine)")
+    args = parser.parse_args(argv)
+    tk = prepare(cuda_device_count()) if args.apply else find_toolkit()
+    print(describe(tk))
     unknown = [p.path for p in PATCHES if patch_state(p) == "unknown"]
     if args.check and unknown:
-        sys.exit(f"this Jittor is not the 1.3.11 the patches were written for: {unknown}")
+        return f"this Jittor is not the 1.3.11 the patches were written for: {unknown}"
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -10,6 +10,7 @@ annotation.
 """
 import numpy as np
 
+from core.classes import Classes
 from core.jittor_setup import jt
 
 
@@ -23,7 +24,7 @@ def positive_mask(opt):
                          "dataset with --positive_classes A,B,... or use --loss_func ce")
     if len(names) != opt.n_classes:
         raise ValueError(f"{len(names)} class names for a model of {opt.n_classes} classes")
-    return np.array([name in positive for name in names], dtype=bool)
+    return Classes(tuple(names), tuple(positive)).positive_mask()
 
 
 def cross_entropy_per_sample(logits, target):

@@ -2,7 +2,7 @@
 training run (``metrics.jsonl``). One video's attention: ``core/attention_plot.py``.
 
     from core.report import Report, plot_curves
-    report = Report(result, class_names, dataset="ve8", positive_classes=positive)
+    report = Report(result, classes, dataset="ve8")   # classes: core.classes.Classes
     report.print_report()                      # to stdout (or file=...)
     report.write_predictions_csv("predictions.csv")
     report.write_report_json("report.json")
@@ -16,8 +16,7 @@ Metrics (``report.metrics``, also the content of report.json):
   (None for a class without videos) = diagonal / row sum of the confusion matrix;
 - ``mean_class_accuracy``: mean of the defined per-class accuracies;
 - ``polarity_accuracy``: share of videos whose predicted class has the polarity of the
-  true class (``positive_classes`` names the positive ones); None when the polarity of
-  the classes is not known;
+  true class (``classes.positive``); None when the polarity of the classes is not known;
 - ``confusion_matrix``: rows = true class, columns = predicted class, counts.
 
 Figures use matplotlib's Agg canvas directly (no global backend switch, no display).
@@ -27,7 +26,7 @@ import json
 import math
 import os
 import sys
-from typing import Dict, Optional, Sequence
+from typing import Dict, Optional
 
 import numpy as np
 
@@ -44,12 +43,13 @@ def confusion_matrix(targets, predictions, n_classes):
     return cm
 
 
-def polarity_accuracy(targets, predictions, class_names, positive_classes):
-    """Share of predictions with the true class's polarity; None when undefined (no
-    videos, or ``positive_classes`` None: the polarity of the classes is not known)."""
-    if positive_classes is None or len(targets) == 0:
+def polarity_accuracy(targets, predictions, positive_mask):
+    """Share of predictions with the true class's polarity (``positive_mask``: True where
+    class i is positive); None when undefined (no videos, or ``positive_mask`` None: the
+    polarity of the classes is not known)."""
+    mask = positive_mask
+    if mask is None or len(targets) == 0:
         return None
-    mask = np.array([name in positive_classes for name in class_names], dtype=bool)
     return float((mask[np.asarray(targets)] == mask[np.asarray(predictions)]).mean())
 
 
@@ -61,8 +61,10 @@ def _num(x):
     return x if math.isfinite(x) else None
 
 
-def compute_metrics(result, class_names, dataset, positive_classes=None):
-    """Dict of every metric of ``result`` (see the module docstring); JSON-ready."""
+def compute_metrics(result, classes, dataset):
+    """Dict of every metric of ``result`` for ``classes`` (``core.classes.Classes``; see
+    the module docstring); JSON-ready."""
+    class_names = [str(c) for c in classes.names]
     n_classes = len(class_names)
     if result.n and result.n_classes != n_classes:
         raise ValueError(f"{len(class_names)} class names for {result.n_classes} model outputs")
@@ -84,8 +86,8 @@ def compute_metrics(result, class_names, dataset, positive_classes=None):
         "accuracy": _num(int(np.trace(cm)) / n_total) if n_total else None,
         "n_correct": int(np.trace(cm)),
         "mean_class_accuracy": _num(float(np.mean(defined))) if defined else None,
-        "polarity_accuracy": _num(polarity_accuracy(result.targets, preds, class_names,
-                                                    positive_classes)),
+        "polarity_accuracy": _num(polarity_accuracy(result.targets, preds,
+                                                    classes.positive_mask())),
         "loss": _num(result.loss),
         "per_class": per_class,
         "confusion_matrix": cm.tolist(),
@@ -99,13 +101,12 @@ def _pct(x):
 class Report:
     """Metrics of one evaluation, with printing, files and plots."""
 
-    def __init__(self, result, class_names: Sequence[str], dataset: str = "ve8",
-                 info: Optional[Dict] = None, positive_classes: Optional[Sequence[str]] = None):
+    def __init__(self, result, classes, dataset: str = "ve8", info: Optional[Dict] = None):
         self.result = result
-        self.class_names = [str(c) for c in class_names]
+        self.class_names = [str(c) for c in classes.names]
         self.dataset = dataset
         self.info = dict(info or {})   # extra JSON-safe facts (checkpoint, epoch, config)
-        self.metrics = compute_metrics(result, self.class_names, dataset, positive_classes)
+        self.metrics = compute_metrics(result, classes, dataset)
 
     # ---- numbers ----------------------------------------------------------------------
     @property

@@ -21,7 +21,7 @@ A prepared dataset carries its own classes: the annotation json holds ``labels``
 names in index order, as in the release) and ``positive_classes`` (the names of the
 positive classes, or null when the polarity is not known; this project's addition, which
 the release's loader ignores). Checkpoints carry the same two entries in their ``meta``.
-:class:`Classes` is that pair; :func:`make_classes` fills in the polarity from this table
+:class:`Classes` (``core/classes.py``) is that pair; :func:`make_classes` fills in the polarity from this table
 for a file that does not state it (an annotation made by the release's tools, a
 checkpoint of an older version) when its class list is one of the table's.
 
@@ -30,53 +30,12 @@ Nothing here imports Jittor, so the preparation tools and ``opts.py`` use it fre
 import json
 import os
 from dataclasses import dataclass
-from typing import Optional, Tuple
+from typing import Optional
 
-import numpy as np
+from core.classes import Classes
 
 #: The repository root (split lists ship under it).
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-@dataclass(frozen=True)
-class Classes:
-    """Class names in index order and the names of the positive ones (None: unknown)."""
-    names: Tuple[str, ...]
-    positive: Optional[Tuple[str, ...]] = None
-
-    def __post_init__(self):
-        if len(set(self.names)) != len(self.names):
-            twice = sorted({n for n in self.names if self.names.count(n) > 1})
-            raise ValueError(f"class names given more than once: {twice}")
-        if self.positive is not None:
-            unknown = [c for c in self.positive if c not in self.names]
-            if unknown:
-                raise ValueError(f"positive classes {unknown} are not among the classes "
-                                 f"{list(self.names)}")
-
-    def __len__(self):
-        return len(self.names)
-
-    @property
-    def has_polarity(self):
-        return self.positive is not None
-
-    def positive_mask(self):
-        """Boolean array, True where class i is positive; None when the polarity is unknown."""
-        if self.positive is None:
-            return None
-        return np.array([name in self.positive for name in self.names], dtype=bool)
-
-    def polarity_of(self, index):
-        """``"positive"``, ``"negative"`` or None (polarity unknown) for class ``index``."""
-        if self.positive is None:
-            return None
-        return "positive" if self.names[index] in self.positive else "negative"
-
-    def to_json(self):
-        """The two entries an annotation or a checkpoint carries."""
-        return {"labels": list(self.names),
-                "positive_classes": None if self.positive is None else list(self.positive)}
 
 
 @dataclass(frozen=True)
@@ -189,15 +148,3 @@ def classes_of_record(record, dataset=None, n_classes=None):
     if isinstance(names, (list, tuple)) and names and n_classes in (None, len(names)):
         return make_classes(names, record.get("positive_classes"))
     return classes_of_dataset(dataset, n_classes)
-
-
-def polarity_mask(dataset, n_classes):
-    """Boolean array over the ``n_classes`` classes of a known ``dataset``: True where
-    positive."""
-    known = sorted(k for k, f in DATASETS.items() if f.classes is not None)
-    if dataset not in known:
-        raise ValueError(f"no table of classes for dataset {dataset!r}; expected one of {known}")
-    mask = DATASETS[dataset].classes.positive_mask()
-    if len(mask) != n_classes:
-        raise ValueError(f"{dataset} has {len(mask)} classes, not {n_classes}")
-    return mask

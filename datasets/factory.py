@@ -1,4 +1,5 @@
-"""Datasets and loaders configured from the command-line options (``opts.parse_opts``).
+"""Datasets and loaders configured from the command-line options (``opts.parse_opts``, whose
+``audio_cache`` is already None when the cache is off).
 
     train_set = make_loader(get_training_set(opt), opt, shuffle=True)
     val_set = make_loader(get_validation_set(opt), opt, shuffle=False)
@@ -16,17 +17,11 @@
 from datasets.ve8 import VE8Dataset
 
 
-def _audio_cache(opt):
-    if getattr(opt, "no_audio_cache", False):
-        return None
-    return getattr(opt, "audio_cache", None) or None
-
-
 def _make(opt, subset, train):
     return VE8Dataset(opt.video_path, opt.audio_path, opt.annotation_path, subset,
                       train=train, fps=opt.fps, seq_len=opt.seq_len,
                       snippet_duration=opt.snippet_duration, sample_size=opt.sample_size,
-                      audio_cache=_audio_cache(opt), seed=opt.manual_seed)
+                      audio_cache=opt.audio_cache, seed=opt.manual_seed)
 
 
 def get_training_set(opt):

@@ -29,7 +29,7 @@ import numpy as np
 import PIL
 from PIL import Image
 
-from transforms.resample import build_kernel, load_or_warn
+from core.cbuild import Library, build
 
 _SOURCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "jpeg.c")
 
@@ -67,8 +67,6 @@ def agrees_with_pillow(decode):
     return True
 
 
-_lib = None  # the loaded decoder, False once it failed or disagreed (Pillow is used then)
-_lib_lock = threading.Lock()
 _scratch = threading.local()
 
 
@@ -89,7 +87,7 @@ def _decode_bytes(lib, data):
 
 
 def _load():
-    lib = ctypes.CDLL(build_kernel(source=_SOURCE, link=_link_args()))
+    lib = ctypes.CDLL(build(_SOURCE, link=_link_args()))
     lib.jpeg_rgbx.argtypes = [ctypes.c_char_p, ctypes.c_ulong, ctypes.c_void_p, ctypes.c_size_t,
                               ctypes.POINTER(ctypes.c_int), ctypes.POINTER(ctypes.c_int)]
     lib.jpeg_rgbx.restype = ctypes.c_int
@@ -98,15 +96,9 @@ def _load():
     return lib
 
 
-def decoder():
-    """The ctypes decoder, built, loaded and checked on first call; None if unavailable
-    (one warning)."""
-    global _lib
-    if _lib is None:
-        with _lib_lock:
-            if _lib is None:
-                _lib = load_or_warn(_load, "the JPEG decoder", "frames are decoded by Pillow")
-    return _lib or None
+#: The ctypes decoder, built, loaded and checked on first call; None if unavailable (one
+#: warning).
+decoder = Library(_load, "the JPEG decoder", "frames are decoded by Pillow")
 
 
 def decode_rgbx(path):

@@ -64,6 +64,13 @@ class MediaError(RuntimeError):
 
 
 # --------------------------------------------------------------------------- ffmpeg
+def add_ffmpeg_option(parser):
+    """The scripts' ``--ffmpeg PATH`` option (for ``find_ffmpeg``)."""
+    parser.add_argument("--ffmpeg", default=None, metavar="PATH",
+                        help="ffmpeg binary (default: $FFMPEG_BINARY, else imageio-ffmpeg's, "
+                             "else PATH)")
+
+
 def find_ffmpeg(path: Optional[str] = None) -> str:
     """The ffmpeg executable: ``path``, else ``$FFMPEG_BINARY``, else imageio-ffmpeg's, else PATH."""
     for cand in (path, os.environ.get("FFMPEG_BINARY")):

@@ -178,7 +178,7 @@ class VE8Dataset(Dataset):
         self.set_attrs(total_len=self.n_samples, batch_size=batch_size, shuffle=shuffle,
                        num_workers=num_workers, drop_last=drop_last)
 
-    # ---- epoch / seed -------------------------------------------------------------
+    # ---- epoch -------------------------------------------------------------
     def set_epoch(self, epoch):
         """Use ``epoch`` for the next iteration's order and items (restarts workers)."""
         epoch = int(epoch)
@@ -191,21 +191,9 @@ class VE8Dataset(Dataset):
                 self.reset()
         return self
 
-    def set_seed(self, seed):
-        seed = int(seed)
-        if seed != self.seed:
-            self.seed = seed
-            self.reset()
-        return self
-
     # ---- items --------------------------------------------------------------------
     def _rng(self, index):
         return item_rng(self.seed, self.epoch, index) if self.train else None
-
-    def snippet_indices(self, index, rng=None):
-        """The ``seq_len`` lists of frame indices of item ``index`` (and the rng after them)."""
-        rng = rng if rng is not None else self._rng(index)
-        return self.recipe.snippets(self.data[index]["frame_indices"], rng), rng
 
     _in_worker = False  # True in Jittor's loader worker processes
 

@@ -14,9 +14,12 @@ centre TSN snippets (loop-padded when the video is too short), the ``val`` spati
 transform, and the MFCC features of the extracted mp3 (a video without sound gets a
 silent mp3, as in the dataset tools).
 
-Nothing here imports Jittor: ``predict.py`` runs ``prepare_sample`` in worker processes
-while the model works on the previous video, and an ffmpeg that dies there is that
-video's failure (``VideoError``), not the end of the run.
+Nothing here imports Jittor: ``Samples(videos, config, workers=2)`` (predict.py) runs
+``prepare_sample`` in worker processes while the model works on the previous video, and
+an ffmpeg that dies there is that video's failure, not the end of the run::
+
+    for video, sample, why in Samples(videos, config):   # sample None: why is the error
+        ...
 """
 import os
 import tempfile
@@ -79,3 +82,74 @@ def prepare_sample(video, config, ffmpeg=None):
         visual, audio, snippets = sample_of(ex, config)
         return {"visual": visual, "audio": audio, "snippets": snippets,
                 "n_frames": int(ex["n_frames"]), "has_sound": ex["has_sound"], "info": ex["info"]}
+
+
+def prepare(video, config, ffmpeg):
+    """``(sample dict, None)`` or ``(None, why)``: never raises, so that one video's failure
+    (in a worker process too) is that video's alone."""
+    try:
+        return prepare_sample(video, config, ffmpeg), None
+    except Exception as e:  # noqa: BLE001 - any failure is this video's, reported in its row
+        return None, " ".join(str(e).split()) or type(e).__name__
+
+
+def _ignore_interrupts():
+    import signal
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the main process decides what Ctrl-C does
+
+
+class Samples:
+    """The samples of ``videos``, in order, as ``(video, sample, why)`` (``prepare``).
+
+    With ``workers`` > 0 (and more than one video) they are made in that many fresh
+    processes (spawned: they never hold Jittor, and an ffmpeg that dies there is one
+    video's failure), which start on creation and keep up to ``workers + 1`` videos
+    ahead of the one being used, so that extraction overlaps the model's work."""
+
+    def __init__(self, videos, config, ffmpeg=None, workers=2):
+        from collections import deque
+        self.job = (config, ffmpeg)
+        self.workers = workers if len(videos) > 1 else 0
+        self.upcoming, self.pending, self.pool = iter(videos), deque(), None
+        if self.workers:
+            self._new_pool()
+            self._fill()
+
+    def _new_pool(self):
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+        self.pool = ProcessPoolExecutor(max_workers=self.workers, initializer=_ignore_interrupts,
+                                        mp_context=multiprocessing.get_context("spawn"))
+
+    def _fill(self):
+        while len(self.pending) < self.workers + 1:
+            v = next(self.upcoming, None)
+            if v is None:
+                return
+            self.pending.append((v, self.pool.submit(prepare, v, *self.job)))
+
+    def __iter__(self):
+        from concurrent.futures.process import BrokenProcessPool
+        if not self.workers:
+            for v in self.upcoming:
+                yield (v,) + prepare(v, *self.job)
+            return
+        while self.pending:
+            v, fut = self.pending.popleft()
+            self._fill()
+            try:
+                sample, why = fut.result()
+            except BrokenProcessPool:
+                # a worker died (killed by a signal): this video fails, the others go on
+                sample, why = None, "the process preparing it died (killed; out of memory?)"
+                waiting = [pv for pv, _ in self.pending]
+                self.close()
+                self._new_pool()
+                self.pending.clear()
+                self.pending.extend((pv, self.pool.submit(prepare, pv, *self.job)) for pv in waiting)
+            yield v, sample, why
+
+    def close(self):
+        if self.pool is not None:
+            self.pool.shutdown(wait=True, cancel_futures=True)
+            self.pool = None

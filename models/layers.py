@@ -22,47 +22,18 @@
 Parameter names and shapes are PyTorch's, so state dicts move between the two unchanged.
 
 Which branch a layer takes (CUDA, MPI, CPU) and the vendor ops of the CUDA branch come from
-``_device``. tests/test_cuda_branches.py swaps in a stand-in that runs the CUDA and MPI
-branches on the CPU, with CPU versions of the cuDNN / cuBLAS calls; nothing else sets it.
+``models.backend.device``, asked at each call.
 """
 import math
 
 from core.jittor_setup import jt
 from jittor import nn
 
+from models import backend
 from models.kernels import needs_grad
 from models.kernels.batchnorm import batch_norm_train
 from models.kernels.maxpool import max_pool_ndhwc
 from models.kernels.onednn import conv3d_ndhwc, onednn_ops
-
-
-class _Device:
-    """Jittor's own answers: CUDA on or off, MPI with several processes, and the cuDNN /
-    cuBLAS ops (None where Jittor has not loaded them)."""
-
-    @property
-    def cuda(self):
-        return jt.flags.use_cuda
-
-    @property
-    def mpi(self):
-        return jt.in_mpi and jt.world_size > 1
-
-    @property
-    def cudnn(self):
-        return jt.compile_extern.cudnn.ops if jt.compile_extern.cudnn is not None else None
-
-    @property
-    def cublas(self):
-        return jt.compile_extern.cublas_ops
-
-    @staticmethod
-    def all_reduce(x):
-        """Sum over the processes; its gradient is the sum of theirs."""
-        return x.mpi_all_reduce("add")
-
-
-_device = _Device()
 
 
 def kaiming_normal_fan_out(var):
@@ -109,14 +80,15 @@ class BatchNorm(nn.Module):
             return _add_relu(y, residual, relu)
         n = x.numel() // self.num_features
         unbias = n / (n - 1) if n > 1 else None
-        if _device.mpi or _device.cuda:  # graph ops; under MPI the global batch's statistics
+        dev = backend.device
+        if dev.mpi or dev.cuda:  # graph ops; under MPI the global batch's statistics
             fuse_relu = relu and residual is None
             train = _GraphBatchNormTrain(self._axis, self.eps, fuse_relu,
-                                         _device.all_reduce if _device.mpi else None)
+                                         dev.all_reduce if dev.mpi else None)
             y, mean, var = train(x, self.weight, self.bias)
             if not fuse_relu:
                 y = _add_relu(y, residual, relu)
-            if _device.mpi:
+            if dev.mpi:
                 unbias = (train.count / (train.count - 1)).stop_grad()
         else:  # the CPU kernels, same arithmetic
             outer = int(math.prod(x.shape[:self._axis]))
@@ -229,10 +201,11 @@ class Conv3d(nn.Module):
     def execute(self, x):
         if self.kernel_size == (1, 1, 1) and self.padding == (0, 0, 0):
             return self._pointwise(x, direct=not needs_grad(x, self.weight))
-        if _device.cuda and _device.cudnn is not None:
-            return _device.cudnn.cudnn_conv3d(x, self.weight, *self.stride, *self.padding,
-                                              1, 1, 1, 1, "ndhwc")
-        if not _device.cuda and onednn_ops() is not None:
+        dev = backend.device
+        if dev.cuda and dev.cudnn is not None:
+            return dev.cudnn.cudnn_conv3d(x, self.weight, *self.stride, *self.padding,
+                                          1, 1, 1, 1, "ndhwc")
+        if not dev.cuda and onednn_ops() is not None:
             return conv3d_ndhwc(x, self.weight, self.stride, self.padding)
         return self._temporal_sum(x)
 
@@ -246,9 +219,10 @@ class Conv3d(nn.Module):
         n, t, h, w, c = x.shape
         weight = self.weight.reshape(self.weight.shape[0], c)
         x2 = x.reshape(n * t * h * w, c)
-        if direct and _device.cuda and _device.cublas is not None:
-            y = _device.cublas.cublas_matmul(x2, weight, 0, 1)
-        elif direct and not _device.cuda and jt.compile_extern.mkl_ops is not None:
+        dev = backend.device
+        if direct and dev.cuda and dev.cublas is not None:
+            y = dev.cublas.cublas_matmul(x2, weight, 0, 1)
+        elif direct and not dev.cuda and jt.compile_extern.mkl_ops is not None:
             y = jt.mkl_ops.mkl_matmul(x2, weight, False, True)
         else:
             y = jt.matmul(x2, weight.transpose(1, 0))
@@ -287,7 +261,7 @@ def max_pool(x, kernel_size, stride, padding, axes):
     one gather of every window (positions outside read -inf) reduced by max, which Jittor
     fuses into one kernel (``_GatherMaxPool``)."""
     axes = tuple(axes)
-    if not _device.cuda and x.dtype == "float32" and axes == tuple(range(1, x.ndim - 1)):
+    if not backend.device.cuda and x.dtype == "float32" and axes == tuple(range(1, x.ndim - 1)):
         pad = 5 - x.ndim  # 2D pooling is 3D pooling of depth 1
         x5 = x.reshape(x.shape[:1] + (1,) * pad + tuple(x.shape[1:]))
         y = max_pool_ndhwc(x5, (1,) * pad + tuple(kernel_size), (1,) * pad + tuple(stride),
@@ -367,10 +341,11 @@ class Conv2d(nn.Module):
             torch_default_uniform(self.weight, in_channels * int(math.prod(self.kernel_size)))
 
     def execute(self, x):
-        if _device.cuda and _device.cudnn is not None:
-            return _device.cudnn.cudnn_conv(x, self.weight, *self.stride, *self.padding,
-                                            1, 1, 1, "acdb", "oihw", "acdb")
-        if not _device.cuda and onednn_ops() is not None:
+        dev = backend.device
+        if dev.cuda and dev.cudnn is not None:
+            return dev.cudnn.cudnn_conv(x, self.weight, *self.stride, *self.padding,
+                                        1, 1, 1, "acdb", "oihw", "acdb")
+        if not dev.cuda and onednn_ops() is not None:
             # as a 3D convolution of depth 1
             n, h, w, c = x.shape
             o = self.weight.shape[0]

@@ -48,14 +48,16 @@ def make_video(ffmpeg_exe):
 
 
 @pytest.fixture(scope="session")
-def demo_data(tmp_path_factory):
+def demo_build(tmp_path_factory):
     """A tiny prepared VE-8-layout dataset made by the project's own tools, as ``make demo``
     makes one: the synthetic videos of ``tools/make_demo_dataset.py`` (2 training and 1
-    test video of 1 s per class: 16 + 8 videos), prepared by ``tools/prepare_dataset.py``.
-    Returns its root folder. Tests share it: they may fill its MFCC cache, but must copy it
-    before changing anything else."""
+    test video of 1 s per class: 16 + 8 videos) in ``raw``, prepared by
+    ``tools/prepare_dataset.py`` into ``root``. Also the two runs (``make``, ``prepare``:
+    CompletedProcess) and ``root_listing``, the root's entries as prepared, for the tests
+    of the tools themselves (test_tools.py)."""
     base = tmp_path_factory.mktemp("demo_data")
     raw, root = base / "raw", base / "data"
+    runs = []
     for cmd in (["tools/make_demo_dataset.py", "--dst", raw, "--per_class_train", "2",
                  "--per_class_test", "1", "--seconds", "1", "--workers", "2", "--no_progress"],
                 ["tools/prepare_dataset.py", "--src", raw, "--dst", root, "--split_dir",
@@ -63,4 +65,25 @@ def demo_data(tmp_path_factory):
         r = subprocess.run([sys.executable, *map(str, cmd)], cwd=REPO, capture_output=True,
                            text=True, timeout=600)
         assert r.returncode == 0, r.stdout + r.stderr
-    return root
+        runs.append(r)
+    return {"raw": raw, "root": root, "make": runs[0], "prepare": runs[1],
+            "root_listing": sorted(p.name for p in root.iterdir())}
+
+
+@pytest.fixture(scope="session")
+def demo_data(demo_build):
+    """The root folder of ``demo_build``'s prepared dataset. Tests share it: they may fill
+    its MFCC cache, but must copy it before changing anything else."""
+    return demo_build["root"]
+
+
+@pytest.fixture(scope="session")
+def make_model():
+    """Factory of the checkpoint tests' VAANet (``tests.helpers.TINY_64``), freshly
+    initialised."""
+    from models.vaanet import VAANet
+    from tests.helpers import TINY_64, network_shape
+
+    def make():
+        return VAANet(**network_shape(TINY_64))
+    return make

@@ -31,11 +31,11 @@ STATE_SQ = (1 - BETAS[1]) / BETAS[1]
 
 
 def _per_rank_statistics():
-    """models.layers' device answers with BatchNorm's sums over the processes replaced by
+    """models.backend's device answers with BatchNorm's sums over the processes replaced by
     each process's own: every rank normalises its shard by the shard's statistics."""
-    from models import layers
+    from models import backend
 
-    class PerRank(type(layers._device)):
+    class PerRank(type(backend.device)):
         @staticmethod
         def all_reduce(x):
             return x
@@ -64,7 +64,7 @@ def run(argv):
     from core.loss import get_loss
     from core.optimizer import release_adam
     from model import generate_model
-    from models import layers
+    from models import backend
 
     opt = parse_opts(rest)
     jt.set_global_seed(opt.manual_seed)
@@ -97,12 +97,12 @@ def run(argv):
     if distributed.in_mpi():
         load_weights(model, weights)
         optimizer.zero_grad()
-        device = layers._device
-        layers._device = _per_rank_statistics()  # the deliberate error
+        device = backend.device
+        backend.device = _per_rank_statistics()  # the deliberate error
         try:
             control = _gradients(model, optimizer, criterion, batch)
         finally:
-            layers._device = device
+            backend.device = device
         out.update({f"control/{k}": g for k, g in control.items()})
     np.savez(f"{out_prefix}.rank{distributed.rank()}.npz", **out)
     return 0

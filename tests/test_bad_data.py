@@ -18,8 +18,7 @@ from pathlib import Path
 import pytest
 
 from datasets.catalog import DATASETS
-from tests.test_evaluate import TINY  # test.py's tiny configuration
-from tests.test_mpi import MPIRUN, TINY as MPI_TINY, _run as mpi_run
+from tests.helpers import MPI_FLAGS, MPIRUN, TINY, mpi_run, network_flags
 
 REPO = Path(__file__).resolve().parents[1]
 PY = sys.executable
@@ -322,7 +321,7 @@ def test_mpi_evaluation_error_names_the_rank_and_keeps_the_epoch(damaged, tmp_pa
     root, damage = damaged
     path = damage(3, _corrupt)
     proc = mpi_run(["main.py", "--root_path", str(root), "--result_path", str(tmp_path / "results"),
-                    "--expr_name", "mpi", "--n_epochs", "2", *MPI_TINY, "--sample_size", "32"],
+                    "--expr_name", "mpi", "--n_epochs", "2", *network_flags(TINY), *MPI_FLAGS],
                    np_=2, check=False)
     err = proc.stdout + proc.stderr
     assert proc.returncode != 0, err[-3000:]

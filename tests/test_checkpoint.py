@@ -16,21 +16,11 @@ torch = pytest.importorskip("torch")
 
 from core.pth import CheckpointError, load_pth, sniff_format  # noqa: E402
 from core import checkpoint as ckpt  # noqa: E402
+from tests.helpers import (assert_model_has, grad_flags, to_np, torch_state_from,  # noqa: E402
+                           tsave)
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FORMATS = ["zip", "legacy"]
-
-
-def tsave(obj, path, fmt):
-    torch.save(obj, str(path), _use_new_zipfile_serialization=(fmt == "zip"))
-    return str(path)
-
-
-def to_np(t):
-    t = t.detach()
-    if t.dtype == torch.bfloat16:
-        t = t.float()
-    return t.numpy()
 
 
 def assert_same(got, ref, where="<root>"):
@@ -339,43 +329,6 @@ def test_foreign_and_missing_files(tmp_path):
 
 # --------------------------------------------------------------------------------------
 # Jittor models
-
-@pytest.fixture(scope="module")
-def make_model():
-    from models.vaanet import VAANet
-
-    def make():
-        return VAANet(snippet_duration=8, sample_size=64, seq_len=2, resnet_depth=10)
-    return make
-
-
-def torch_state_from(model, seed=0, dtype=None):
-    """A PyTorch-style state dict (torch tensors) with the model's keys and shapes and
-    fresh random values; num_batches_tracked is 0-d int64 as in PyTorch."""
-    rng = np.random.RandomState(seed)
-    out = OrderedDict()
-    for k, v in model.state_dict().items():
-        if k.endswith("num_batches_tracked"):
-            out[k] = torch.tensor(7, dtype=torch.int64)
-        else:
-            a = rng.standard_normal(tuple(v.shape)).astype(dtype or np.float32)
-            out[k] = torch.from_numpy(a)
-    return out
-
-
-def grad_flags(model):
-    return {k: v.requires_grad for k, v in model.state_dict().items()}
-
-
-def assert_model_has(model, sd, keys=None):
-    msd = model.state_dict()
-    for k in (keys if keys is not None else sd):
-        got = msd[k].numpy()
-        exp = np.asarray(to_np(sd[k]) if isinstance(sd[k], torch.Tensor) else sd[k])
-        assert got.dtype == np.dtype(str(msd[k].dtype))
-        np.testing.assert_allclose(got.reshape(-1), exp.reshape(-1).astype(got.dtype),
-                                   err_msg=k)
-
 
 @pytest.mark.parametrize("fmt,wrap,prefix", [("zip", True, True), ("legacy", True, False),
                                              ("legacy", False, True), ("zip", False, False)])

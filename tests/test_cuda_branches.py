@@ -1,6 +1,6 @@
 """The CUDA and MPI branches of models/layers.py, run on the CPU against the CPU path.
 
-``layers._device`` is swapped for ``CudaOnCpu``: ``cuda`` is true, so every layer takes its
+``models.backend.device`` is swapped for ``CudaOnCpu``: ``cuda`` is true, so every layer takes its
 CUDA branch (channels-last cuDNN convolutions with their arguments and layouts, the
 1x1x1 convolution as one cuBLAS product, BatchNorm's graph path with float64 statistics,
 the gather-max pooling and its gradient), and only the vendor calls are replaced: by CPU
@@ -19,6 +19,7 @@ from core.jittor_setup import jt
 from jittor import nn
 
 import models.layers as layers
+from models import backend
 from models.layers import BatchNorm, Conv2d, Conv3d, max_pool
 
 
@@ -55,7 +56,7 @@ class CpuCublas:
         return jt.matmul(a.transpose(1, 0) if trans_a else a, b.transpose(1, 0) if trans_b else b)
 
 
-class CudaOnCpu(layers._Device):
+class CudaOnCpu(backend.Device):
     """The CUDA branches on the CPU; with ``world > 1`` the MPI branch too."""
 
     def __init__(self, world=1):
@@ -76,7 +77,7 @@ class CudaOnCpu(layers._Device):
 @pytest.fixture
 def cuda_on_cpu(monkeypatch):
     def use(world=1):
-        monkeypatch.setattr(layers, "_device", CudaOnCpu(world))
+        monkeypatch.setattr(backend, "device", CudaOnCpu(world))
     return use
 
 

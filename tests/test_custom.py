@@ -5,7 +5,6 @@ predicted (predict.py), the class names carried into every output; and each bad 
 of the custom path, refused with a message before anything is written."""
 import csv
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -15,23 +14,17 @@ import pytest
 
 import main as train_main
 from datasets.catalog import DATASETS
+from tests.helpers import TRAIN_FLAGS as TINY, mtimes
 
 REPO = Path(__file__).resolve().parents[1]
 CUSTOM = DATASETS["custom"]
 CLASSES = ["calm", "cheerful", "tense"]
 POSITIVE = ["calm", "cheerful"]
-TINY = ["--resnet_depth", "10", "--snippet_duration", "4", "--sample_size", "48",
-        "--seq_len", "2", "--batch_size", "4", "--learning_rate", "1e-3",
-        "--n_threads", "2", "--manual_seed", "3"]
 
 
 def tool(script, *args):
     return subprocess.run([sys.executable, str(REPO / "tools" / script), *map(str, args)],
                           cwd=REPO, capture_output=True, text=True, timeout=300)
-
-
-def mtimes(root):
-    return {str(p.relative_to(root)): p.stat().st_mtime_ns for p in Path(root).rglob("*") if p.is_file()}
 
 
 @pytest.fixture(scope="module")
@@ -253,7 +246,7 @@ def test_checkpoint_of_other_classes_is_refused(demo_data, trained, tmp_path, ca
     assert test_main.main(["--resume_path", str(ckpt), "--dataset", "ve8", "--root_path",
                            str(demo_data), "--out", str(out)]) == 2
     err = capsys.readouterr().err
-    assert "the model has 3 classes (calm, cheerful, tense" in err and "has 8 (Anger" in err
+    assert "holds a model of 3 classes (calm, cheerful, tense)" in err and "has 8 (Anger" in err
     assert not out.exists()
     results = tmp_path / "results"
     assert train_main.main(["--root_path", str(demo_data), "--resume_path", str(ckpt),

@@ -2,19 +2,18 @@
 import json
 import os
 import shutil
-import subprocess
 import warnings
 
 import numpy as np
 import pytest
 from PIL import Image
 
-import imageio_ffmpeg
 
 from opts import parse_opts
 from datasets.audio import MFCCCache, mfcc_features
 from datasets.catalog import DATASETS
 from datasets.ve8 import VE8Dataset, DatasetError, order_permutation
+from tests.helpers import make_frames, make_mp3, snippet_indices
 
 VE8_FACTS = DATASETS["ve8"]
 VE8 = list(VE8_FACTS.classes.names)
@@ -22,24 +21,6 @@ SEQ, DUR, SIZE = 3, 4, 16
 
 
 # ---------------------------------------------------------------- data helpers
-def make_mp3(path, seconds=1.0, freq=440, rate=44100):
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    cmd = [imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-y", "-f", "lavfi", "-i",
-           f"sine=frequency={freq}:duration={seconds}:sample_rate={rate}", "-ac", "1", str(path)]
-    subprocess.run(cmd, check=True)
-
-
-def make_frames(video_dir, n_frames, w=48, h=36, seed=0, n_frames_text=None, same=False):
-    os.makedirs(video_dir, exist_ok=True)
-    rng = np.random.default_rng(seed)
-    base = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
-    for i in range(1, n_frames + 1):
-        arr = base if same else np.clip(base.astype(int) + 7 * i, 0, 255).astype(np.uint8)
-        Image.fromarray(arr).save(os.path.join(video_dir, f"{i:06d}.jpg"), quality=90)
-    with open(os.path.join(video_dir, "n_frames"), "w") as f:
-        f.write(str(n_frames if n_frames_text is None else n_frames_text))
-
-
 @pytest.fixture(scope="session")
 def mp3_pool(tmp_path_factory):
     d = tmp_path_factory.mktemp("mp3")
@@ -310,7 +291,7 @@ def test_one_spatial_draw_per_video(tmp_path, mp3_pool):
 def test_short_video_repeats_decoded_frames(root):
     ds = dataset(root, "training")
     i = [e["video_id"] for e in ds.data].index("v002")  # 5 frames for 3 x 4
-    snippets, _ = ds.snippet_indices(i)
+    snippets = snippet_indices(ds, i)
     v = ds[i][0]
     flat = [k for s in snippets for k in s]
     frames = v.transpose(0, 2, 1, 3, 4).reshape(len(flat), 3, SIZE, SIZE)

@@ -9,18 +9,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from datasets.catalog import DATASETS
+from datasets.catalog import DATASETS, Classes
+from tests.helpers import TINY, network_flags
 
 REPO = Path(__file__).resolve().parents[1]
 PY = sys.executable
 VE8 = list(DATASETS["ve8"].classes.names)
 VE8_POSITIVE = list(DATASETS["ve8"].classes.positive)
 POSITIVE = {VE8.index(c) for c in VE8_POSITIVE}
-TINY = {"dataset": "ve8", "n_classes": 8, "resnet_depth": 10, "seq_len": 2,
-        "snippet_duration": 4, "sample_size": 32, "audio_embed_size": 256,
-        "audio_n_segments": 16, "fps": 30}
-TINY_FLAGS = ["--resnet_depth", "10", "--seq_len", "2", "--snippet_duration", "4",
-              "--sample_size", "32"]
+TINY_FLAGS = network_flags(TINY)
 
 
 def run(args, **kw):
@@ -153,7 +150,7 @@ def test_report_consistent(evaluated, tmp_path):
     from core.report import Report
 
     res = evaluated["result"]
-    rep = Report(res, VE8, dataset="ve8", positive_classes=VE8_POSITIVE)
+    rep = Report(res, DATASETS["ve8"].classes, dataset="ve8")
     m = rep.metrics
     cm = np.array(m["confusion_matrix"])
     assert cm.shape == (8, 8) and cm.sum() == res.n
@@ -196,14 +193,14 @@ def test_report_metrics_by_hand():
     acc.add([f"v{i}" for i in range(3, 6)], targets[3:], logits[3:], np.ones((3, 2)), 2.0)
     res = acc.result()
     assert res.loss == pytest.approx(1.5) and res.accuracy == pytest.approx(4 / 6)
-    m = Report(res, VE8, "ve8", positive_classes=VE8_POSITIVE).metrics
+    m = Report(res, DATASETS["ve8"].classes, "ve8").metrics
     assert m["per_class"][0]["accuracy"] == 0.5 and m["per_class"][1]["accuracy"] == 1.0
     assert m["per_class"][4]["accuracy"] == 0.5 and m["per_class"][2]["accuracy"] is None
     assert m["mean_class_accuracy"] == pytest.approx((0.5 + 1 + 0.5 + 1) / 4)
     assert m["polarity_accuracy"] == pytest.approx(4 / 6)
     assert m["confusion_matrix"][4][5] == 1
     # classes whose polarity is not known: no polarity accuracy, the rest unchanged
-    unknown = Report(res, VE8, "custom").metrics
+    unknown = Report(res, Classes(tuple(VE8)), "custom").metrics
     assert unknown["polarity_accuracy"] is None and unknown["accuracy"] == m["accuracy"]
     # a video seen twice is an error
     acc.add(["v0"], [0], logits[:1], np.ones((1, 2)))

@@ -7,11 +7,14 @@ import shutil
 import subprocess
 import sys
 import warnings
+from pathlib import Path
 
 import pytest
 
 from core import jittor_cuda
 from core.jittor_cuda import PATCHES, Toolkit, apply_patches, patch_state
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture
@@ -182,3 +185,53 @@ def test_no_nvcc_leaves_jittor_as_it_is(isolated):
     isolated.setenv("nvcc_path", "")  # Jittor's own way to say: no CUDA
     assert jittor_cuda.prepare(1) is None
     assert os.environ["nvcc_path"] == ""
+
+
+_APPLY_IN_A_PROCESS = """
+import sys
+from core.jittor_cuda import Toolkit, apply_patches
+done = apply_patches(Toolkit(nvcc="nvcc", cuda=(13, 0), cudnn=(9, 19, 0)), sys.argv[1])
+print(sum(state == "applied now" for _, state in done))
+"""
+
+
+def test_processes_patching_at_once_patch_each_file_once(jittor_copy):
+    """Ranks starting together on a fresh environment: one patches, the others wait for it
+    and find the files done; no temporary file is left beside them."""
+    once = str(Path(jittor_copy).parent / "once")
+    shutil.copytree(jittor_copy, once)
+    apply_patches(_toolkit((13, 0), (9, 19, 0)), once)
+    procs = [subprocess.Popen([sys.executable, "-c", _APPLY_IN_A_PROCESS, jittor_copy],
+                              cwd=ROOT, stdout=subprocess.PIPE, text=True) for _ in range(4)]
+    applied = [int(p.communicate()[0]) for p in procs]
+    assert all(p.returncode == 0 for p in procs)
+    assert sorted(applied) == [0, 0, 0, len(PATCHES)]
+    assert _files(jittor_copy) == _files(once)
+    assert sorted(str(p.relative_to(jittor_copy)) for p in Path(jittor_copy).rglob("*")
+                  if p.is_file()) == sorted(p.path for p in PATCHES)
+
+
+def test_patching_keeps_each_files_permissions(jittor_copy):
+    path = os.path.join(jittor_copy, "compiler.py")
+    os.chmod(path, 0o640)
+    apply_patches(_toolkit((13, 0), (9, 19, 0)), jittor_copy)
+    assert patch_state(PATCHES[4], jittor_copy) == "applied" and PATCHES[4].path == "compiler.py"
+    assert os.stat(path).st_mode & 0o777 == 0o640
+
+
+@pytest.mark.skipif(shutil.which("cc") is None, reason="needs a C compiler")
+def test_apply_option_patches_now_and_prints_what_it_did(isolated, tmp_path, capsys):
+    site, nvcc = _fake_wheels(tmp_path, 91900)
+    isolated.setattr(sys, "path", sys.path + [str(site)])
+    isolated.setenv("nvcc_path", nvcc)
+    isolated.setattr(jittor_cuda, "cuda_device_count", lambda: 1)
+    assert jittor_cuda.main([]) == 0  # plain: describes, changes nothing
+    assert all(patch_state(p) == "pending" for p in PATCHES)
+    assert "a CUDA home of links is needed\n" in capsys.readouterr().out
+    assert jittor_cuda.main(["--apply"]) == 0
+    out = capsys.readouterr().out
+    needed = [p for p in PATCHES if p.path != "src/misc/cuda_flags.cc"]  # one GPU: not that one
+    assert all(patch_state(p) == "applied" for p in needed)
+    assert patch_state(PATCHES[0]) == "pending" and PATCHES[0].path == "src/misc/cuda_flags.cc"
+    home = os.environ["nvcc_path"][:-len("/bin/nvcc")]
+    assert f"a CUDA home of links is needed: {home}" in out and os.path.isdir(home)

@@ -7,7 +7,7 @@ from PIL import Image
 
 from datasets import jpeg
 from datasets.sample import SampleRecipe, frame_indices
-from tests.test_resample import natural
+from tests.helpers import natural
 from transforms import resample
 
 pytestmark = pytest.mark.skipif(jpeg.decoder() is None,
@@ -73,7 +73,7 @@ def test_positive_control_a_decoder_one_step_off_stands_down(monkeypatch):
 
     assert not jpeg.agrees_with_pillow(off_by_one)
     monkeypatch.setattr(jpeg, "agrees_with_pillow", lambda decode: False)
-    monkeypatch.setattr(jpeg, "_lib", None)
+    monkeypatch.setattr(jpeg.decoder, "lib", None)
     with pytest.warns(UserWarning, match="differ from Pillow"):
         assert jpeg.decoder() is None
     assert jpeg.decode_rgbx(__file__) is None  # and every frame goes to Pillow

@@ -41,7 +41,7 @@ FORBIDDEN = {
     "core": {"models", "datasets", "transforms", "tools"} | SCRIPT_MODULES,
     "models": {"datasets", "transforms", "tools"} | SCRIPT_MODULES,
     "datasets": {"models", "tools"} | SCRIPT_MODULES,
-    "transforms": {"core", "models", "datasets", "tools"} | SCRIPT_MODULES,
+    "transforms": {"models", "datasets", "tools"} | SCRIPT_MODULES,
 }
 
 

@@ -20,9 +20,8 @@ from PIL import Image
 from datasets.catalog import DATASETS
 from datasets.media import extract_frames, frame_file
 from datasets.ve8 import VE8Dataset, item_rng
-from tests.test_dataset import make_frames, make_mp3
-from tests.test_resample import jpeg_frame, noise
-from tests.test_transforms import reference_eval, reference_train
+from tests.helpers import (jpeg_frame, make_frames, make_mp3, noise, reference_eval,
+                           reference_train)
 from transforms import resample, spatial
 from transforms.spatial import (CROP_POSITIONS, EvalSpatialTransform, TrainSpatialTransform,
                                 brightness_table)

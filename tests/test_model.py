@@ -7,7 +7,7 @@ import torch
 
 from core.jittor_setup import jt
 from core.loss import get_loss
-from datasets.catalog import polarity_mask
+from tests.helpers import polarity_mask, rel_l2
 from core.optimizer import Adam
 from models.vaanet import VAANet
 from tests.torch_reference import TorchVAANet, pcce_loss
@@ -55,9 +55,9 @@ def test_shapes_and_gradients_at_other_sizes(t, size, seq_len, n_classes):
     for backend in (True, False):
         with torch.backends.mkldnn.flags(enabled=backend):
             g32 = _torch_gradients(copy.deepcopy(ref), visual, audio, target)
-        noise = max([noise] + [_rel_l2(g32[k], g64[k]) for k in nonzero])
+        noise = max([noise] + [rel_l2(g32[k], g64[k]) for k in nonzero])
     for k in nonzero:
-        assert _rel_l2(grads[k].numpy(), g64[k]) <= 2 * noise, k
+        assert rel_l2(grads[k].numpy(), g64[k]) <= 2 * noise, k
     assert "av_fc.weight" in nonzero and "sa_net.fc.weight" in nonzero and len(nonzero) > 80
     assert np.linalg.norm(grads["fc.weight"].numpy()) == 0  # unused, as in the release
 
@@ -69,10 +69,6 @@ def _torch_gradients(model, visual, audio, target):
     torch.nn.functional.cross_entropy(logits, torch.from_numpy(target)).backward()
     return {k: (p.grad.double().numpy() if p.grad is not None else np.zeros(tuple(p.shape)))
             for k, p in model.named_parameters() if p.requires_grad}
-
-
-def _rel_l2(x, ref):
-    return float(np.linalg.norm(x - ref) / np.linalg.norm(ref))
 
 
 def _opt(loss_func, n_classes=8, dataset="ve8"):

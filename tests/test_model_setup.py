@@ -13,11 +13,8 @@ from core.checkpoint import CheckpointError, WeightsMismatchError  # noqa: E402
 from model import (MODEL_OPTIONS, checkpoint_meta, generate_model, load_pretrained_audio,  # noqa: E402
                    load_pretrained_model, load_pretrained_visual, model_config,
                    model_from_state_dict, release_defaults, saved_options)
-from tests.test_checkpoint import (assert_model_has, grad_flags, make_model,  # noqa: E402,F401
-                                   torch_state_from, tsave)
-
-TINY = dict(dataset="ve8", n_classes=None, fps=30, snippet_duration=8, sample_size=64, seq_len=2,
-            audio_embed_size=256, audio_n_segments=16, resnet_depth=10)
+from tests.helpers import (TINY_64 as TINY, assert_model_has, grad_flags,  # noqa: E402
+                           torch_state_from, tsave)
 
 
 # --------------------------------------------------------------------------------------
@@ -25,11 +22,13 @@ TINY = dict(dataset="ve8", n_classes=None, fps=30, snippet_duration=8, sample_si
 
 def test_release_defaults_come_from_the_parser():
     from opts import parse_opts
+    release = {"dataset": "ve8", "n_classes": None, "fps": 30, "snippet_duration": 16,
+               "sample_size": 112, "seq_len": 12, "audio_embed_size": 256,
+               "audio_n_segments": 16, "resnet_depth": 101}
     defaults = release_defaults()
-    assert set(defaults) == set(MODEL_OPTIONS)
-    assert defaults == {"dataset": "ve8", "n_classes": None, "fps": 30, "snippet_duration": 16,
-                        "sample_size": 112, "seq_len": 12, "audio_embed_size": 256,
-                        "audio_n_segments": 16, "resnet_depth": 101}
+    assert defaults == release
+    # the options a checkpoint's model is rebuilt from: exactly these, in the parser's order
+    assert MODEL_OPTIONS == tuple(release)
     opt = parse_opts([])
     assert model_config(opt) == dict(defaults, n_classes=8)
     assert model_config(parse_opts(["--dataset", "ek6"]))["n_classes"] == 6

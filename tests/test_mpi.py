@@ -15,58 +15,31 @@ and a tiny model (ResNet-10, 2 snippets of 4 frames, 48 x 48: 2 x 2 positions fo
 Skipped when ``mpirun`` is not installed.
 """
 import json
-import os
 import re
 import shutil
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-PY = sys.executable
-MPIRUN = shutil.which("mpirun")
+from tests.helpers import MPI_FLAGS, MPIRUN, TINY_48, mpi_run, network_flags, network_shape, rel_l2
 
 pytestmark = pytest.mark.skipif(MPIRUN is None, reason="mpirun not found (install openmpi-bin "
                                 "and libopenmpi-dev to test data-parallel runs)")
 
-TINY = ["--resnet_depth", "10", "--snippet_duration", "4", "--sample_size", "48",
-        "--seq_len", "2", "--batch_size", "4", "--n_threads", "0", "--manual_seed", "3",
-        "--no_cuda"]
-TINY_CONFIG = dict(resnet_depth=10, snippet_duration=4, sample_size=48, seq_len=2)
-TIMEOUT = 420
+TINY = network_flags(TINY_48) + MPI_FLAGS
 LR = 0.1  # with the driver's Adam state, an SGD step of this size
 ZERO = 1e-9  # a gradient below this fraction of the largest one is zero up to rounding
-
-
-def _env():
-    env = dict(os.environ)
-    env.update(OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
-               OMPI_MCA_rmaps_base_oversubscribe="1", VAANET_NO_CUDA="1",
-               PYTHONPATH=str(ROOT))
-    return env
-
-
-def _run(args, np_=1, timeout=TIMEOUT, check=True):
-    cmd = ([MPIRUN, "--oversubscribe", "-np", str(np_)] if np_ > 1 else []) + [PY] + args
-    proc = subprocess.run(cmd, cwd=ROOT, env=_env(), capture_output=True, text=True,
-                          timeout=timeout)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n"
-                             f"{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
-    return proc
 
 
 @pytest.fixture(scope="module")
 def data_root(tmp_path_factory):
     base = tmp_path_factory.mktemp("mpi")
     raw, root = base / "raw", base / "data"
-    _run(["tools/make_demo_dataset.py", "--dst", str(raw), "--per_class_train", "1",
+    mpi_run(["tools/make_demo_dataset.py", "--dst", str(raw), "--per_class_train", "1",
           "--per_class_test", "1", "--seconds", "1", "--no_progress"])
-    _run(["tools/prepare_dataset.py", "--src", str(raw), "--dst", str(root),
+    mpi_run(["tools/prepare_dataset.py", "--src", str(raw), "--dst", str(root),
           "--split_dir", str(raw / "splits"), "--no_progress"])
     return base
 
@@ -87,13 +60,13 @@ def steps(data_root):
     from tests.torch_reference import TorchVAANet
 
     torch.manual_seed(0)
-    ref = TorchVAANet(**TINY_CONFIG)
+    ref = TorchVAANet(**network_shape(TINY_48))
     weights = data_root / "weights.pth"
     torch.save({"epoch": 1, "state_dict": ref.state_dict()}, weights)
     out = {}
     for np_ in (1, 2):
         prefix = data_root / f"step{np_}"
-        _run(["tests/mpi_train_driver.py", str(prefix), str(weights), "--", "--root_path",
+        mpi_run(["tests/mpi_train_driver.py", str(prefix), str(weights), "--", "--root_path",
               str(data_root / "data"), "--result_path", str(data_root / "results"),
               "--learning_rate", str(LR), *TINY], np_=np_)
         out[np_] = [np.load(f"{prefix}.rank{k}.npz") for k in range(np_)]
@@ -106,11 +79,6 @@ def steps(data_root):
     return dict(one=one, two=out[2], zero=zero, compared=compared,
                 bound=2 * max(ref32["grads"][k] for k in compared),
                 stat_bound=max(2 * max(ref32["stats"].values()), 1e-4))
-
-
-def _rel_l2(x, ref):
-    ref = ref.astype(np.float64)
-    return float(np.linalg.norm(x.astype(np.float64) - ref) / np.linalg.norm(ref))
 
 
 def test_two_processes_compute_the_single_process_gradient(steps):
@@ -126,8 +94,8 @@ def test_two_processes_compute_the_single_process_gradient(steps):
     assert sorted(g1) == sorted(g2[0]) == sorted(control) == sorted(compared + steps["zero"])
     for k in g1:
         assert np.array_equal(g2[0][k], g2[1][k]), f"{k}: the ranks hold different gradients"
-    real = {k: _rel_l2(g2[0][k], g1[k]) for k in compared}
-    wrong = {k: _rel_l2(control[k], g1[k]) for k in compared}
+    real = {k: rel_l2(g2[0][k], g1[k]) for k in compared}
+    wrong = {k: rel_l2(control[k], g1[k]) for k in compared}
     worst, least = max(real, key=real.get), min(wrong, key=wrong.get)
     print(f"\n{len(compared)} gradients compared; zero up to rounding, skipped: "
           f"{steps['zero']}\nbound (2 x the reference's worst float32 noise): {bound:.2e}\n"
@@ -172,7 +140,7 @@ def test_one_step_leaves_the_weights_of_one_process(steps):
 
 @pytest.fixture(scope="module")
 def checkpoint(data_root):
-    _run(["main.py", "--root_path", str(data_root / "data"), "--result_path",
+    mpi_run(["main.py", "--root_path", str(data_root / "data"), "--result_path",
           str(data_root / "results"), "--expr_name", "one", "--n_epochs", "1",
           "--learning_rate", "1e-3", *TINY])
     ckpt = data_root / "results" / "one" / "save_1.npz"
@@ -203,8 +171,8 @@ def _close(a, b, where="report"):
 
 def test_test_py_two_processes_gives_the_single_process_report(data_root, checkpoint):
     out1, out2 = data_root / "test1", data_root / "test2"
-    _run(["test.py", "--resume_path", str(checkpoint), "--out", str(out1), "--no_progress"])
-    proc = _run(["test.py", "--resume_path", str(checkpoint), "--out", str(out2),
+    mpi_run(["test.py", "--resume_path", str(checkpoint), "--out", str(out1), "--no_progress"])
+    proc = mpi_run(["test.py", "--resume_path", str(checkpoint), "--out", str(out2),
                  "--no_progress"], np_=2)
     assert proc.stdout.count("wrote ") == 1  # only rank 0 reports and writes
     r1, r2 = _report(out1 / "report.json"), _report(out2 / "report.json")
@@ -215,7 +183,7 @@ def test_test_py_two_processes_gives_the_single_process_report(data_root, checkp
     assert [r.split(",")[:3] for r in rows1] == [r.split(",")[:3] for r in rows2]
 
 
-def test_bad_data_on_one_rank_fails_the_whole_run(data_root, checkpoint):
+def test_bad_data_on_one_rank_fails_the_wholempi_run(data_root, checkpoint):
     # Copy the dataset, then remove the inner frames of one test video: with batch 4 over 2
     # ranks only one rank loads it, the other would wait for it in a collective.
     broken = data_root / "broken"
@@ -229,7 +197,7 @@ def test_bad_data_on_one_rank_fails_the_whole_run(data_root, checkpoint):
     for f in frames[1:-1]:  # the dataset checks the first and last frames when it loads
         f.unlink()
     start = time.time()
-    proc = _run(["test.py", "--resume_path", str(checkpoint), "--root_path", str(broken),
+    proc = mpi_run(["test.py", "--resume_path", str(checkpoint), "--root_path", str(broken),
                  "--out", str(data_root / "test_broken"), "--no_progress", "--n_threads", "0"],
                 np_=2,
                 timeout=300, check=False)

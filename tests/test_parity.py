@@ -48,7 +48,7 @@ import models.layers
 from core.checkpoint import load_weights
 from core.jittor_setup import jt
 from core.loss import PCCELoss
-from datasets.catalog import polarity_mask
+from tests.helpers import polarity_mask
 from models.vaanet import VAANet
 from tests.parity_reference import CONFIG, EVAL_OUTPUTS, distances, load_draw
 

@@ -10,14 +10,14 @@ import numpy as np
 import pytest
 
 from datasets.catalog import DATASETS
+from tests import helpers
+from tests.helpers import snippet_indices
 
 REPO = Path(__file__).resolve().parents[1]
 PY = sys.executable
 VE8 = list(DATASETS["ve8"].classes.names)
 POSITIVE = [VE8.index(c) for c in DATASETS["ve8"].classes.positive]
-TINY = {"dataset": "ve8", "n_classes": 8, "resnet_depth": 10, "seq_len": 3,
-        "snippet_duration": 4, "sample_size": 32, "audio_embed_size": 256,
-        "audio_n_segments": 16, "fps": 30}
+TINY = dict(helpers.TINY, seq_len=3)
 JSON_KEYS = {"video", "duration_s", "video_fps", "n_frames", "has_sound", "checkpoint",
              "config", "prediction", "top", "probabilities", "polarity", "snippets"}
 
@@ -58,13 +58,32 @@ def predict_json(capsys, *args):
     return json.loads(capsys.readouterr().out)
 
 
+@pytest.fixture(scope="module")
+def single(ckpt, videos):
+    """``predict.py VIDEO --checkpoint CKPT --json`` of the sound, silent and short videos,
+    run once for the tests that compare with them."""
+    import contextlib
+    import io
+    import predict
+    out = {}
+    for name in ("sound", "silent", "short"):
+        buf = io.StringIO()
+        with contextlib.redirect_stdout(buf):
+            assert predict.main([str(videos[name]), "--checkpoint", str(ckpt), "--json"]) == 0
+        out[name] = json.loads(buf.getvalue())
+    return out
+
+
 def check_summary(s, n_frames, has_sound, top=3):
     assert JSON_KEYS <= set(s)
     assert s["n_frames"] == n_frames and s["has_sound"] is has_sound
     assert len(s["top"]) == top
     probs = [t["prob"] for t in s["top"]]
     assert probs == sorted(probs, reverse=True)
-    assert s["prediction"] == s["top"][0]
+    best = max(s["probabilities"], key=s["probabilities"].get)  # the most probable class
+    assert s["prediction"] == {"class": best, "index": VE8.index(best),
+                               "prob": s["probabilities"][best]}
+    assert s["top"][0] == s["prediction"]
     assert list(s["probabilities"]) == VE8
     assert sum(s["probabilities"].values()) == pytest.approx(1.0, abs=1e-5)
     pos = sum(s["probabilities"][VE8[i]] for i in POSITIVE)
@@ -109,11 +128,11 @@ def test_sample_equals_evaluation_set(tmp_path, videos):
     mine = prepare_sample(str(video), cfg)
     assert mine["n_frames"] == 40 and mine["has_sound"]
     np.testing.assert_array_equal(mine["visual"], visual)
-    assert mine["snippets"] == ds.snippet_indices(0)[0]
+    assert mine["snippets"] == snippet_indices(ds, 0)
     np.testing.assert_array_equal(mine["audio"], audio)
 
 
-def test_probabilities_and_gamma_are_the_models_outputs(ckpt, videos, tmp_path, capsys):
+def test_probabilities_and_gamma_are_the_models_outputs(ckpt, videos, single, tmp_path):
     """The reported probabilities and per-snippet gamma are the checkpoint's model's
     outputs on the evaluation set's item for the same video."""
     from core.checkpoint import load_weights
@@ -121,7 +140,8 @@ def test_probabilities_and_gamma_are_the_models_outputs(ckpt, videos, tmp_path, 
     from core.jittor_setup import jt
     from model import generate_model
 
-    s = predict_json(capsys, videos["sound"], "--checkpoint", ckpt)
+    s = single["sound"]
+    assert s["video"] == str(videos["sound"])
     visual, _, audio, _ = _evaluation_set(videos["sound"], tmp_path / "root", TINY)[0]
     model = generate_model(TINY)
     load_weights(model, str(ckpt))
@@ -150,15 +170,14 @@ def test_with_sound_json_and_report_subprocess(ckpt, videos, tmp_path):
     assert list(tmp.iterdir()) == []   # the temporary folder is cleaned up
 
 
-def test_silent_text_output(ckpt, videos, capsys):
+def test_silent_text_output(ckpt, videos, single, capsys):
     import predict
     assert predict.main([str(videos["silent"]), "--checkpoint", str(ckpt)]) == 0
     text = capsys.readouterr().out
     assert "sound: no" in text and "top classes:" in text and "polarity:" in text
     assert "tiny.npz, epoch 2\n" in text  # the epoch it was saved after
     assert "temporal attention (3 snippets" in text and "#3" in text
-    s = predict_json(capsys, videos["silent"], "--checkpoint", ckpt)
-    check_summary(s, 40, False)
+    check_summary(single["silent"], 40, False)
 
 
 def test_ten_frame_video(ckpt, videos, capsys):
@@ -219,7 +238,9 @@ def test_missing_and_unreadable_files(ckpt, tmp_path):
     assert r.returncode == 1 and "Traceback" not in r.stderr  # a video that failed, not usage
     assert len(r.stderr.strip().splitlines()) == 1 and "junk.mp4" in r.stderr
     r = run(["predict.py", junk, "--checkpoint", tmp_path / "no.npz"])
-    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1
+    first, *hint = r.stderr.strip().splitlines()
+    assert r.returncode == 2 and first.startswith("predict.py: error: checkpoint not found: ")
+    assert first.endswith("no.npz") and len(hint) == 1 and "Train one" in hint[0]
 
 
 def test_help():
@@ -250,11 +271,11 @@ def folder(tmp_path_factory, videos):
     return d
 
 
-def test_batch_over_a_folder_with_a_broken_video_and_rerun(ckpt, folder, tmp_path, capsys):
+def test_batch_over_a_folder_with_a_broken_video_and_rerun(ckpt, folder, single, tmp_path):
     from core.checkpoint import load_checkpoint
     good = [folder / "a, sound.mp4", folder / "b-silent.mp4", folder / "more" / "c-short.mp4"]
     broken = str(folder / "broken.mp4")
-    single = {str(v): predict_json(capsys, v, "--checkpoint", ckpt) for v in good}
+    single = {str(v): single[name] for v, name in zip(good, ("sound", "silent", "short"))}
     out, feats = tmp_path / "out" / "predictions.csv", tmp_path / "features.npz"
     cmd = ["predict.py", folder, "--checkpoint", ckpt, "--csv", out, "--features", feats,
            "--json", "--workers", "2"]
@@ -357,10 +378,10 @@ def test_samples_are_prepared_ahead_in_worker_processes(videos):
     """The pool starts on creation and prepares videos without being asked (while the
     model would run); its samples equal those made in this process."""
     import time
-    import predict
+    from datasets.video import Samples, prepare
     cfg = dict(TINY)
     order = [str(videos["short"]), str(videos["silent"]), str(videos["sound"])]
-    samples = predict.Samples(order, cfg, workers=1)
+    samples = Samples(order, cfg, workers=1)
     try:
         first = samples.pending[0][1]
         deadline = time.time() + 120
@@ -373,14 +394,14 @@ def test_samples_are_prepared_ahead_in_worker_processes(videos):
     assert [v for v, _, _ in got] == order
     for v, sample, why in got:
         assert why is None
-        inline, _ = predict.prepare(v, cfg, None)
+        inline, _ = prepare(v, cfg, None)
         np.testing.assert_array_equal(sample["visual"], inline["visual"])
         np.testing.assert_array_equal(sample["audio"], inline["audio"])
         assert sample["snippets"] == inline["snippets"]
 
 
 @pytest.mark.parametrize("workers", [0, 2], ids=["in_the_main_process", "in_worker_processes"])
-def test_ffmpeg_killed_by_a_signal_is_that_videos_failure(ckpt, videos, tmp_path, capsys, workers):
+def test_ffmpeg_killed_by_a_signal_is_that_videos_failure(ckpt, videos, single, tmp_path, workers):
     """An ffmpeg that dies by a signal on one video (a crash) fails that video's row only:
     also where Jittor is imported (the main process, whose SIGCHLD handler would otherwise
     end the program with a 'quick exit') and in the spawned sample workers."""
@@ -410,8 +431,8 @@ def test_ffmpeg_killed_by_a_signal_is_that_videos_failure(ckpt, videos, tmp_path
     assert bad["status"] == "failed" and bad["top_class"] == ""
     assert "b-crash.mp4" in bad["error"] and "killed by signal 11 (SIGSEGV)" in bad["error"]
     assert "1 of 3 videos could not be predicted" in r.stderr and str(crash) in r.stderr
-    for v in good:  # the others are predicted, as with the real ffmpeg
-        s = predict_json(capsys, v, "--checkpoint", ckpt)
+    for v, name in zip(good, ("sound", "silent")):  # the others as with the real ffmpeg
+        s = single[name]
         assert rows[str(v)]["status"] == "ok" and rows[str(v)]["top_class"] == s["prediction"]["class"]
         for c in VE8:
             assert float(rows[str(v)][f"prob_{c}"]) == pytest.approx(s["probabilities"][c], abs=1e-6)

@@ -4,39 +4,20 @@ Every comparison is ``np.array_equal`` with what Pillow's own ``crop``, ``resize
 BILINEAR)`` and ``crop`` give; the positive controls show that a one-step mistake in the
 weights, or the wrong order of the two passes, would be caught.
 """
-import io
 import warnings
 
 import numpy as np
 import pytest
 from PIL import Image
 
+from core import cbuild
+from tests.helpers import jpeg_frame, noise
 from transforms import resample
 from transforms.resample import (Geometry, bilinear_taps, kernel_into, pass_order,
                                  resize_crop_into, resize_crop_pil)
 from transforms.spatial import CROP_POSITIONS, EvalSpatialTransform, TrainSpatialTransform
 
 pytestmark = pytest.mark.skipif(resample.kernel() is None, reason="no C compiler for the kernel")
-
-
-def noise(w, h, seed=0):
-    return Image.fromarray(np.random.default_rng(seed).integers(0, 256, (h, w, 3), np.uint8))
-
-
-def natural(w, h, seed=0):
-    """uint8 [h, w, 3] of natural-looking content (smooth gradients, edges, noise)."""
-    rng = np.random.default_rng(seed)
-    y, x = np.mgrid[0:h, 0:w]
-    base = np.stack([(x * 255 // max(w - 1, 1)), (y * 255 // max(h - 1, 1)),
-                     ((x // 7 + y // 5) % 2) * 200], -1)
-    return np.clip(base + rng.normal(0, 12, base.shape), 0, 255).astype(np.uint8)
-
-
-def jpeg_frame(w, h, seed=0):
-    """A decoded JPEG of ``natural`` content."""
-    buf = io.BytesIO()
-    Image.fromarray(natural(w, h, seed)).save(buf, "JPEG", quality=85)
-    return Image.open(io.BytesIO(buf.getvalue())).convert("RGB")
 
 
 def pillow_planes(img, g):
@@ -150,7 +131,7 @@ def test_resize_crop_into_uses_pillow_where_the_kernel_cannot(monkeypatch):
     np.testing.assert_array_equal(out, pillow_planes(img, g))
     # no kernel (no compiler): Pillow, same values
     g = TrainSpatialTransform(16).geometry(33, 25, {"position": "tl"})
-    monkeypatch.setattr(resample, "_lib", False)
+    monkeypatch.setattr(resample.kernel, "lib", False)
     monkeypatch.setattr(resample, "_plans", {})
     out = np.zeros((3, 16, 16), np.uint8)
     assert resize_crop_into(img, g, out) == "pillow"
@@ -187,14 +168,14 @@ def test_kernel_reads_pillows_memory_or_a_copy():
 
 def test_build_failure_warns_and_falls_back(monkeypatch, tmp_path):
     monkeypatch.setenv("CC", str(tmp_path / "no-such-cc"))
-    monkeypatch.setattr(resample.shutil, "which",
+    monkeypatch.setattr(cbuild.shutil, "which",
                         lambda name: str(tmp_path / "false-cc") if name else None)
     (tmp_path / "false-cc").write_text("#!/bin/sh\necho 'cc: broken' >&2\nexit 1\n")
     (tmp_path / "false-cc").chmod(0o755)
     with pytest.raises(RuntimeError, match="cc: broken"):
-        resample.build_kernel(str(tmp_path / "cache"))
-    monkeypatch.setattr(resample, "_cache_dir", lambda: str(tmp_path / "cache"))
-    monkeypatch.setattr(resample, "_lib", None)
+        cbuild.build(resample._SOURCE, folder=str(tmp_path / "cache"))
+    monkeypatch.setattr(cbuild, "cache_dir", lambda: str(tmp_path / "cache"))
+    monkeypatch.setattr(resample.kernel, "lib", None)
     with pytest.warns(UserWarning, match="kernel is unavailable"):
         assert resample.kernel() is None
     assert list((tmp_path / "cache").iterdir()) == []  # no half-written kernel left behind

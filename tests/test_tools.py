@@ -2,6 +2,7 @@
 ffmpeg on tiny synthetic videos."""
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -16,6 +17,7 @@ from datasets.catalog import DATASETS  # noqa: E402
 from datasets.media import (MediaError, count_frames, extract_audio, extract_frames,  # noqa: E402
                             find_ffmpeg, frames_complete, list_frame_indices, probe,
                             read_n_frames, stored_n_frames, write_n_frames)
+from tests.helpers import mtimes  # noqa: E402
 from tools.jobs import print_list  # noqa: E402
 from tools.ve8_json import read_splits  # noqa: E402
 
@@ -29,11 +31,6 @@ ODD_ID = "It's a clip, no. 1 - (take 2)"  # space, comma, quote, dot, hyphen, br
 def run_tool(script, *args):
     return subprocess.run([sys.executable, str(REPO / "tools" / script), *map(str, args)],
                           cwd=str(REPO), capture_output=True, text=True, timeout=300)
-
-
-def mtimes(root):
-    """{relative path: mtime} of every file under root."""
-    return {str(p.relative_to(root)): p.stat().st_mtime_ns for p in Path(root).rglob("*") if p.is_file()}
 
 
 @pytest.fixture(scope="module")
@@ -287,11 +284,11 @@ def test_video2mp3_cli(raw, tmp_path):
     assert after == before  # partial removed, finished files untouched
 
 
-def test_demo_dataset_and_prepare(tmp_path):
-    raw, root = tmp_path / "raw", tmp_path / "root"
-    r = run_tool("make_demo_dataset.py", "--dst", raw, "--per_class_train", "2",
-                 "--per_class_test", "1", "--seconds", "1", "--workers", "2")
-    assert r.returncode == 0, r.stdout + r.stderr
+def test_demo_dataset_and_prepare(demo_build, tmp_path):
+    """The session's demo dataset (tests/conftest.py: made and prepared by the tools with
+    2 training and 1 test video of 1 s per class), then a re-run of the preparation on a
+    copy."""
+    raw, root = demo_build["raw"], demo_build["root"]
     classes = list(VE8.classes.names)
     assert sorted(p.name for p in raw.iterdir()) == sorted(classes + ["splits"])
     assert sorted(os.listdir(raw / "Joy")) == ["Joy's demo, test no.00.mp4",
@@ -306,11 +303,9 @@ def test_demo_dataset_and_prepare(tmp_path):
     assert (info.width, info.height, info.fps, info.has_audio) == (320, 240, 30.0, True)
     assert info.duration == pytest.approx(1.0, abs=0.1)
 
-    r = run_tool("prepare_dataset.py", "--src", raw, "--dst", root, "--split_dir", splits, "--workers", "2")
-    assert r.returncode == 0, r.stdout + r.stderr
-    assert "24 done" in r.stdout
+    assert "24 done" in demo_build["prepare"].stdout
     imgs, mp3s, ann_file = root / VE8.frames_folder, root / VE8.audio_folder, root / VE8.annotation_file(1)
-    assert sorted(os.listdir(root)) == sorted(p.name for p in (imgs, mp3s, ann_file))
+    assert demo_build["root_listing"] == sorted(p.name for p in (imgs, mp3s, ann_file))
     ann = json.loads(ann_file.read_text(encoding="utf-8"))
     assert ann["labels"] == classes and len(ann["database"]) == 24
     assert ann["positive_classes"] == list(VE8.classes.positive)
@@ -323,7 +318,11 @@ def test_demo_dataset_and_prepare(tmp_path):
     img = Image.open(imgs / "Joy" / "joy-train-01" / "000030.jpg")
     assert img.size == (320, 240)
 
-    # a listed video without a file is named; the rest is skipped on the re-run
+    # a listed video without a file is named; the rest is skipped on the re-run (of a
+    # copy: the session's dataset stays as it is)
+    splits = shutil.copytree(splits, tmp_path / "splits")
+    root = shutil.copytree(root, tmp_path / "root", ignore=shutil.ignore_patterns("mfcc_cache"))
+    imgs, ann_file = root / VE8.frames_folder, root / VE8.annotation_file(1)
     with open(splits / "trainlist01.txt", "a") as f:
         f.write("Joy/ghost, video 5\n")
     before = mtimes(imgs)

@@ -10,11 +10,9 @@ import pytest
 
 import main as train_main
 from core.checkpoint import load_checkpoint
+from tests.helpers import TRAIN_FLAGS as TINY
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TINY = ["--resnet_depth", "10", "--snippet_duration", "4", "--sample_size", "48",
-        "--seq_len", "2", "--batch_size", "4", "--learning_rate", "1e-3",
-        "--n_threads", "2", "--manual_seed", "3"]
 
 
 @pytest.fixture(scope="module")

@@ -3,8 +3,9 @@ import random
 
 import numpy as np
 import pytest
-from PIL import Image, ImageEnhance
+from PIL import Image
 
+from tests.helpers import reference_eval, reference_train
 from transforms.temporal import TSN, loop_pad
 from transforms.spatial import (TrainSpatialTransform, EvalSpatialTransform, corner_crop_box,
                                 center_crop_box, scale_short_side, CROP_POSITIONS)
@@ -121,30 +122,6 @@ def test_eval_transform_equals_independent_pil_computation():
         out = EvalSpatialTransform(size)(img)
         assert out.dtype == np.uint8 and out.shape == (size, size, 3)
         np.testing.assert_array_equal(out, ref)
-
-
-def reference_eval(img, size):
-    """The release's Scale + CenterCrop of a PIL image, computed independently."""
-    w, h = img.size
-    if min(w, h) != size:
-        ow, oh = (size, int(size * h / w)) if w < h else (int(size * w / h), size)
-        img = img.resize((ow, oh), Image.BILINEAR)
-    w, h = img.size
-    cx, cy, half = round(w / 2), round(h / 2), round(size / 2)
-    return np.array(img.crop((cx - half, cy - half, cx + half, cy + half)))
-
-
-def reference_train(img, size, params):
-    """The release's training crop, resize and augmentation of a PIL image, independently."""
-    box = corner_crop_box(*img.size, params["position"])
-    out = img.crop(box).resize((size, size), Image.BILINEAR)
-    if params["aug"] == "flip":
-        out = out.transpose(Image.FLIP_LEFT_RIGHT)
-    elif params["aug"] == "rotate":
-        out = out.rotate(params["value"], resample=Image.BILINEAR)
-    elif params["aug"] == "brightness":
-        out = ImageEnhance.Brightness(out).enhance(params["value"])
-    return np.array(out)
 
 
 def test_train_transform_each_augmentation_matches_pil():

@@ -17,9 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Dict, Iterable, List, Optional, Sequence
 
-from datasets.media import MediaError, find_ffmpeg, find_videos, remove_partials
-
-FFMPEG_HELP = "ffmpeg binary (default: $FFMPEG_BINARY, else imageio-ffmpeg's, else PATH)"
+from datasets.media import (MediaError, add_ffmpeg_option, find_ffmpeg, find_videos,
+                            remove_partials)
 
 
 def class_dirs(src, only: Optional[Iterable[str]] = None) -> List[Path]:
@@ -77,7 +76,7 @@ def add_common_args(parser, ffmpeg: bool = True) -> None:
     parser.add_argument("--workers", type=int, default=default_workers(),
                         help="parallel jobs (default: number of cores, %(default)s here)")
     if ffmpeg:
-        parser.add_argument("--ffmpeg", default=None, metavar="PATH", help=FFMPEG_HELP)
+        add_ffmpeg_option(parser)
     parser.add_argument("--no_progress", action="store_true", help="no progress bar")
 
 

@@ -19,25 +19,20 @@ Pillow whose resampling ever changed is noticed (a warning) and followed.
 The weights are computed here in Python, in Pillow's order of double-precision operations
 (``bilinear_taps``), so no compiler's floating-point contraction can change them; the
 kernel itself only adds integers. The kernel is compiled on first use with the system's C
-compiler (``$CC``, else ``cc``, ``gcc`` or ``clang``; the one Jittor needs anyway) into
-``$XDG_CACHE_HOME/vaanet`` (default ``~/.cache/vaanet``), one file per source, compiler
-and CPU, written atomically so that several processes may build it at once.
+compiler and cached (``core/cbuild.py``).
 """
 import ctypes
 import functools
-import hashlib
 import math
 import os
-import platform
-import shutil
-import subprocess
-import tempfile
 import threading
 import warnings
 from typing import NamedTuple, Tuple
 
 import numpy as np
 from PIL import Image
+
+from core.cbuild import Library, build
 
 PRECISION_BITS = 22  # Pillow's 8-bit resampling: 32 - 8 - 2
 _SOURCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "resample.c")
@@ -148,66 +143,6 @@ def fits(g, width, height):
 
 
 # ---------------------------------------------------------------- the compiled kernel
-def _compiler():
-    for name in (os.environ.get("CC"), "cc", "gcc", "clang"):
-        path = name and shutil.which(name)
-        if path:
-            return path
-    return None
-
-
-def _cpu_fingerprint():
-    """What ``-march=native`` depends on, so that a shared cache never serves a kernel
-    built for another CPU."""
-    text = platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            text += "".join(line for line in f if line.startswith(("flags", "Features")))[:4096]
-    except OSError:
-        text += platform.processor()
-    return text
-
-
-def _cache_dir():
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return os.path.join(base, "vaanet")
-
-
-def build_kernel(cache_dir=None, source=_SOURCE, link=()):
-    """Path of the compiled ``source`` (a shared library linked with the arguments
-    ``link``), built if needed; raises RuntimeError if it cannot be."""
-    cc = _compiler()
-    if cc is None:
-        raise RuntimeError("no C compiler found ($CC, cc, gcc or clang)")
-    with open(source, "rb") as f:
-        text = f.read()
-    name = os.path.splitext(os.path.basename(source))[0]
-    cache_dir = cache_dir or _cache_dir()
-    errors = []
-    for flags in (["-O3", "-march=native"], ["-O3"]):
-        key = hashlib.sha1(b"\0".join([text, cc.encode(), " ".join(flags + list(link)).encode(),
-                                       _cpu_fingerprint().encode()])).hexdigest()[:16]
-        path = os.path.join(cache_dir, f"{name}-{key}.so")
-        if os.path.exists(path):
-            return path
-        os.makedirs(cache_dir, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{name}-", suffix=".so", dir=cache_dir)
-        os.close(fd)
-        try:
-            r = subprocess.run([cc, *flags, "-std=c99", "-shared", "-fPIC", source, "-o", tmp,
-                                *link], capture_output=True, text=True, timeout=300)
-            if r.returncode == 0:
-                os.replace(tmp, path)
-                return path
-            errors.append(f"{cc} {' '.join(flags)}: {r.stderr.strip()[-2000:]}")
-        except subprocess.SubprocessError as e:  # a compiler that hangs: timed out
-            errors.append(f"{cc} {' '.join(flags)}: {e}")
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-    raise RuntimeError("cannot compile " + source + ":\n" + "\n".join(errors))
-
-
 class _Plan(ctypes.Structure):
     """resample.c's ``struct plan``: one geometry on images of one width, one pass order."""
     _fields_ = [("src_stride", ctypes.c_ssize_t)] + [
@@ -228,22 +163,8 @@ def _make_plan(lib, g, width, vertical_first):
     return plan
 
 
-def load_or_warn(load, what, instead):
-    """``load()`` (build, load and check a C library), or False with one warning, "``what``
-    is unavailable (why); ``instead`` (same values, slower)", when it cannot be."""
-    try:
-        return load()
-    except (OSError, RuntimeError) as e:
-        warnings.warn(f"{what} is unavailable ({e}); {instead} (same values, slower)")
-        return False
-
-
-_lib = None       # the loaded kernel, False once it failed (Pillow is used then)
-_lib_lock = threading.Lock()
-
-
 def _load():
-    lib = ctypes.CDLL(build_kernel())
+    lib = ctypes.CDLL(build(_SOURCE))
     p, z = ctypes.c_void_p, ctypes.c_ssize_t
     lib.resample_rgbx.argtypes = [ctypes.POINTER(_Plan), p, p, z, z, p]
     lib.resample_rgbx.restype = None
@@ -252,17 +173,8 @@ def _load():
     return lib
 
 
-def kernel():
-    """The ctypes kernel, loading (and building) it on first call; None if unavailable,
-    with one warning."""
-    global _lib
-    if _lib is None:
-        with _lib_lock:
-            if _lib is None:
-                _lib = load_or_warn(_load, "the resampling kernel",
-                                    "frames are resized with Pillow")
-    return _lib or None
-
+#: The ctypes kernel, loaded (and built) on first call; None if unavailable, with one warning.
+kernel = Library(_load, "the resampling kernel", "frames are resized with Pillow")
 
 _scratch = threading.local()
 
@@ -392,7 +304,7 @@ def resize_crop_into(img, g, dst):
         order = pass_order(g, size) if usable else None
         plan = _plans[key] = None if order is None else _make_plan(lib, g, size[0], order)
     if plan is not None and _is_rgb(img):
-        _run(_lib, plan, img, dst)
+        _run(kernel(), plan, img, dst)
         return "kernel"
     dst[...] = np.asarray(resize_crop_pil(img, g)).transpose(2, 0, 1)
     return "pillow"
