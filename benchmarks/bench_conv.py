@@ -112,7 +112,7 @@ def dnnl_verbose_impl(lib_marker, run):
 def worker(args):
     import numpy as np
     from core.jittor_setup import jt
-    from models.kernels.onednn import onednn_ops, onednn_version
+    from models.kernels.onednn import BLOCKED, onednn_ops, onednn_version
 
     layers = model_layers(args.config)
     ops = onednn_ops()
@@ -138,7 +138,7 @@ def worker(args):
         _, x, w, stride, padding, trainable, _ = layers[i]
         xv, wv, dy = tensors(i)
         if pass_ == "fwd":
-            out = ops.onednn_conv3d(xv, wv, *stride, *padding, int(trainable))
+            out = ops.onednn_conv3d(xv, wv, *stride, *padding, int(trainable), BLOCKED)
         elif pass_ == "bwd_data":
             out = ops.onednn_conv3d_backward_x(wv, dy, *x[1:4], *stride, *padding)
         elif pass_ == "bwd_weights":

@@ -1,5 +1,5 @@
-"""The layout the README's "Layout" section describes: imports point one way, and the
-section lists every folder and top-level script of the repository."""
+"""The layout docs/layout.md describes: imports point one way, and its table lists every
+folder and top-level script of the repository."""
 import ast
 import re
 import subprocess
@@ -66,10 +66,9 @@ def test_imports_point_one_way():
     assert violations(Path("predict.py"), "import tools.jobs") == ["predict.py imports tools"]
 
 
-def test_readme_layout_lists_every_folder_and_script():
-    text = (REPO / "README.md").read_text(encoding="utf-8")
-    section = text.split("## Layout", 1)[1].split("\n## ", 1)[0]
-    listed = set(re.findall(r"^\| `([^`]+?)/?` \|", section, re.M))
+def test_layout_doc_lists_every_folder_and_script():
+    text = (REPO / "docs" / "layout.md").read_text(encoding="utf-8")
+    listed = set(re.findall(r"^\| `([^`]+?)/?` \|", text, re.M))
     files = tracked_files()
     folders = {f.split("/")[0] for f in files if "/" in f and not f.startswith(".")}
     scripts = {f for f in files if "/" not in f and f.endswith(".py")} | {"Makefile"}

@@ -8,8 +8,9 @@ namespace jittor {
 #ifndef JIT
 
 OnednnConv3dOp::OnednnConv3dOp(Var* x, Var* w, int sd, int sh, int sw, int pd, int ph, int pw,
-        int training)
-    : x(x), w(w), sd(sd), sh(sh), sw(sw), pd(pd), ph(ph), pw(pw), training(training) {
+        int training, int blocked)
+    : x(x), w(w), sd(sd), sh(sh), sw(sw), pd(pd), ph(ph), pw(pw), training(training),
+      blocked(blocked) {
     y = create_output(nullptr, ns_float32);
 }
 
@@ -36,14 +37,17 @@ void OnednnConv3dOp::jit_run() {
     engine eng(engine::kind::cpu, 0);
     stream s(eng);
     auto pd_ = forward_pd(eng, x->shape, w->shape, y->shape, {sd, sh, sw}, {pd, ph, pw},
-                         training);
-    memory src(activation_desc(x->shape), eng, x->mem_ptr);
-    memory dst(activation_desc(y->shape), eng, y->mem_ptr);
+                         training, primitive_attr(), blocked);
+    memory user_src(activation_desc(x->shape), eng, x->mem_ptr);
+    memory user_dst(activation_desc(y->shape), eng, y->mem_ptr);
     memory user_w(weight_desc(w->shape, tag::oidhw), eng, w->mem_ptr);
-    std::unique_ptr<Allocation> w_buffer;
+    std::unique_ptr<Allocation> src_buffer, dst_buffer, w_buffer;
+    auto src = as_layout(user_src, pd_.src_desc(), src_buffer, eng, s, true);
+    auto dst = as_layout(user_dst, pd_.dst_desc(), dst_buffer, eng, s, false);
     auto wt = as_layout(user_w, pd_.weights_desc(), w_buffer, eng, s, true);
     convolution_forward(pd_).execute(
         s, {{DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, wt}, {DNNL_ARG_DST, dst}});
+    if (dst_buffer) reorder(dst, user_dst).execute(s, dst, user_dst);
     s.wait();
 }
 
