@@ -29,7 +29,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from tests.parity_reference import POSITIVE, max_rel, rel_l2  # noqa: E402
+from tests.parity_reference import POSITIVE, max_rel, perturbed, rel_l2  # noqa: E402
 
 CONFIG = dict(snippet_duration=8, sample_size=64, seq_len=2, resnet_depth=10)
 BATCH = 2
@@ -95,19 +95,6 @@ def train(model, data, steps, save_at=None, save_path=None):
             torch.save({"epoch": k + 1, "state_dict": model.state_dict(),
                         "optimizer": optimizer.state_dict()}, save_path)
     return np.array(losses)
-
-
-def perturbed(model, rng):
-    """A copy of ``model`` whose parameters are each moved by one float32 unit in the last
-    place, up or down at random: the same weights in another rounding pattern."""
-    import torch
-
-    model = copy.deepcopy(model)
-    with torch.no_grad():
-        for p in model.parameters():
-            signs = rng.choice([-1.0, 1.0], size=tuple(p.shape)).astype(np.float32)
-            p.copy_(torch.from_numpy(np.nextafter(p.numpy(), signs * np.inf)))
-    return model
 
 
 def end_state(model, start):
