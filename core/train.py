@@ -19,18 +19,22 @@ def train_epoch(epoch, loader, model, criterion, optimizer, progress=True):
     total_loss, correct, seen = 0.0, 0, 0
     bar = tqdm(loader, desc=f"epoch {epoch} train", unit="batch", disable=not progress,
                leave=False, dynamic_ncols=True)
-    for batch, (visual, target, audio, _) in enumerate(bar, 1):
-        logits, *_ = model(visual, audio)
-        loss = criterion(logits, target)
-        value = loss.item()
-        if not math.isfinite(value):
-            raise NonFiniteLossError(f"training loss became {value} at epoch {epoch}, batch {batch}")
-        optimizer.step(loss)
-        n = int(target.shape[0])
-        pred = np.argmax(logits.numpy(), axis=1)
-        correct += int((pred == target.numpy()).sum())
-        total_loss += value * n
-        seen += n
-        bar.set_postfix(loss=f"{total_loss / seen:.4f}", acc=f"{correct / seen:.3f}")
+    try:
+        for batch, (visual, target, audio, _) in enumerate(bar, 1):
+            logits, *_ = model(visual, audio)
+            loss = criterion(logits, target)
+            value = loss.item()
+            if not math.isfinite(value):
+                raise NonFiniteLossError(f"training loss became {value} at epoch {epoch}, "
+                                         f"batch {batch}")
+            optimizer.step(loss)
+            n = int(target.shape[0])
+            pred = np.argmax(logits.numpy(), axis=1)
+            correct += int((pred == target.numpy()).sum())
+            total_loss += value * n
+            seen += n
+            bar.set_postfix(loss=f"{total_loss / seen:.4f}", acc=f"{correct / seen:.3f}")
+    finally:
+        bar.close()  # also when interrupted: the message that follows starts a clean line
     return {"loss": total_loss / max(seen, 1), "acc": correct / max(seen, 1), "n": seen,
             "time": time.time() - start}

@@ -64,3 +64,15 @@ def demo_data(tmp_path_factory):
                            text=True, timeout=600)
         assert r.returncode == 0, r.stdout + r.stderr
     return root
+
+
+@pytest.fixture(scope="session")
+def full_run(demo_data, tmp_path_factory):
+    """The folder of main.py's uninterrupted 2-epoch run of tests.test_train's tiny
+    configuration on ``demo_data``: where every interrupted and resumed run must end."""
+    import main as train_main
+    from tests.test_train import _args
+
+    results = tmp_path_factory.mktemp("results")
+    assert train_main.main(_args(demo_data, results, "full", 2)) == 0
+    return results / "full"

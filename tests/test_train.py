@@ -32,11 +32,28 @@ def _metrics(folder):
         return [json.loads(line) for line in f]
 
 
-@pytest.fixture(scope="module")
-def full_run(data_root, tmp_path_factory):
-    results = tmp_path_factory.mktemp("results")
-    assert train_main.main(_args(data_root, results, "full", 2)) == 0
-    return results / "full"
+def assert_same_weights(path, reference):
+    """The checkpoint ``path`` holds the weights, Adam's moments and the evaluation of the
+    checkpoint ``reference``."""
+    a, b = load_checkpoint(reference), load_checkpoint(path)
+    assert a["state_dict"].keys() == b["state_dict"].keys()
+    for k in a["state_dict"]:
+        np.testing.assert_allclose(b["state_dict"][k], a["state_dict"][k], rtol=1e-5, atol=1e-7,
+                                   err_msg=k)
+    for i, state in a["optimizer"]["state"].items():
+        np.testing.assert_allclose(b["optimizer"]["state"][i]["exp_avg"], state["exp_avg"],
+                                   rtol=1e-5, atol=1e-8)
+    for k in ("val_acc", "best_acc", "evaluated", "epoch"):
+        assert b["meta"][k] == a["meta"][k], k
+
+
+def assert_same_run(folder, reference):
+    """``folder``'s run ended where the uninterrupted ``reference`` did: save_2.npz and
+    the metrics lines."""
+    assert_same_weights(folder / "save_2.npz", reference / "save_2.npz")
+    assert [(r["epoch"], r["split"]) for r in _metrics(folder)] == [
+        (1, "train"), (1, "val"), (2, "train"), (2, "val")]
+    assert [r["acc"] for r in _metrics(folder)] == [r["acc"] for r in _metrics(reference)]
 
 
 def test_two_epochs_write_everything_and_loss_goes_down(full_run):
@@ -91,17 +108,7 @@ def test_resume_after_epoch_1_equals_uninterrupted_run(data_root, full_run, tmp_
     assert train_main.main(_args(data_root, tmp_path, "part", 1)) == 0
     part = tmp_path / "part"
     assert train_main.main(_args(data_root, tmp_path, "part", 2, "--resume_path", str(part))) == 0
-    a = load_checkpoint(full_run / "save_2.npz")
-    b = load_checkpoint(part / "save_2.npz")
-    assert a["state_dict"].keys() == b["state_dict"].keys()
-    for k in a["state_dict"]:
-        np.testing.assert_allclose(b["state_dict"][k], a["state_dict"][k], rtol=1e-5, atol=1e-7,
-                                   err_msg=k)
-    for i, state in a["optimizer"]["state"].items():
-        np.testing.assert_allclose(b["optimizer"]["state"][i]["exp_avg"], state["exp_avg"],
-                                   rtol=1e-5, atol=1e-8)
-    assert [(r["epoch"], r["split"]) for r in _metrics(part)] == [
-        (1, "train"), (1, "val"), (2, "train"), (2, "val")]
+    assert_same_run(part, full_run)
 
 
 def test_existing_experiment_is_never_overwritten(data_root, full_run, capsys, monkeypatch):
@@ -236,12 +243,4 @@ def test_bad_frame_keeps_the_epoch_names_the_checkpoint_and_resumes_exactly(data
     shutil.copytree(data_root / folder_of[train_video].relative_to(root), folder_of[train_video])
     proc = main_py("--resume_path", str(folder))
     assert proc.returncode == 0, proc.stderr
-    a, b = load_checkpoint(full_run / "save_2.npz"), load_checkpoint(folder / "save_2.npz")
-    for k in a["state_dict"]:
-        np.testing.assert_allclose(b["state_dict"][k], a["state_dict"][k], rtol=1e-5, atol=1e-7,
-                                   err_msg=k)
-    assert [(r["epoch"], r["split"]) for r in _metrics(folder)] == [
-        (1, "train"), (1, "val"), (2, "train"), (2, "val")]
-    assert [r["acc"] for r in _metrics(folder)] == [r["acc"] for r in _metrics(full_run)]
-    for k in ("val_acc", "best_acc", "evaluated", "epoch"):
-        assert b["meta"][k] == a["meta"][k], k
+    assert_same_run(folder, full_run)
