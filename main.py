@@ -329,7 +329,7 @@ class Training:
                 raise
             return self.stopped([f"main.py: {e}."], e.remedy)
         except Interrupted as e:
-            return self.stopped([f"main.py: stopped by {e.name}."], "Resume", e.status)
+            return self.stopped([f"main.py: stopped by {e.name}."], status=e.status)
         if self.main_rank:
             print(f"done: best validation accuracy {self.best_acc:.3f}; checkpoints in "
                   f"{self.folder}")

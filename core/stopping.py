@@ -16,15 +16,14 @@ when that call returns. Later signals while the first is being handled are ignor
 Jittor's loader workers are forked from the main process and get the same Ctrl-C (the
 terminal sends it to the whole process group): in a forked child SIGINT is ignored (the
 main process stops its workers when it ends) and SIGTERM has its default action, which is
-how Jittor stops its workers. A forked child also dies with the main process (Linux's
-``PR_SET_PDEATHSIG``): workers left behind by a main process that was killed would hold
-its output open, and mpirun would not notice for a minute that the rank is gone.
+how Jittor stops its workers. Once interrupted, the process is ending: SIGCHLD gets its
+default action, or Jittor's handler would take the workers' ends on the way out for a
+worker killed by the system ("Caught SIGCHLD ... quick exit", status 1).
 
 On leaving the block the handlers found on entry are put back (Python's default SIGINT
 handler where the one found was Jittor's, which Python cannot re-install).
 """
 import contextlib
-import ctypes
 import os
 import signal
 
@@ -47,23 +46,18 @@ def _handler(signum, frame):
     if os.getpid() != _state["pid"] or _state["stopping"]:
         return
     _state["stopping"] = True
+    if hasattr(signal, "SIGCHLD"):
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     error = Interrupted(signum)
     if _state["on_signal"] is not None:
         _state["on_signal"](error.status)
     raise error
 
 
-_PR_SET_PDEATHSIG = 1
-
-
 def _in_forked_child():
     if _state["pid"] is not None and os.getpid() != _state["pid"]:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        try:
-            ctypes.CDLL(None).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-        except (OSError, AttributeError):  # not Linux
-            pass
 
 
 os.register_at_fork(after_in_child=_in_forked_child)
