@@ -20,15 +20,34 @@ event files in that folder (``--tensorboard``; by default when tensorboardX is i
 ``save_<epoch>.pth``) or an experiment folder (its latest checkpoint) and continues exactly
 where it stopped; a checkpoint whose evaluation did not finish is evaluated first.
 
-A sample that cannot be read (a damaged frame or mp3) stops the run with a few lines naming
-the video, the file, the cause and the checkpoint to resume from (exit status 1): an error
-in an evaluation keeps that epoch's training, one in a training phase loses that epoch only.
+A run that stops early says why in a few lines, names the last complete checkpoint and
+prints the command that resumes from it (``--debug`` adds the traceback):
+
+- a sample that cannot be read (a damaged frame or mp3): the video, the file, the cause;
+  exit status 1. An error in an evaluation keeps that epoch's training, one in a training
+  phase loses that epoch only;
+- a file that cannot be written (a full disk, a quota, a read-only or foreign folder):
+  the file, the cause, the free space; exit status 1. Every file is written atomically,
+  so what was written before stays complete;
+- Ctrl-C (SIGINT) or SIGTERM: the run stops within a batch, exit status 130 or 143; the
+  epoch in progress is dropped (its training is redone on resume, exactly; an epoch whose
+  training was saved is evaluated on resume);
+- under mpirun, a rank that dies (killed, out of memory) ends the whole job within
+  seconds (``core.watchdog``).
+
+Before anything long starts, a results folder that cannot be written, has less free space
+than two checkpoints of the model, or is in use by another run refuses the run (exit 2).
 """
 import os
+import shlex
 import sys
 import time
 
 from opts import build_parser, finalize_opts, set_classes
+
+
+class Refusal(Exception):
+    """The run cannot start; the message (exit status 2)."""
 
 
 def missing_dataset_message(opt):
@@ -78,47 +97,18 @@ def resume_problem(ckpt, path, classes):
     return None
 
 
-def data_error(error, opt, epoch, phase, checkpoint, resume_flags):
-    """Report a sample that cannot be read (``datasets.errors.SampleError``) during
-    ``phase`` ("training" or "evaluation") of ``epoch``, with the checkpoint to resume
-    from; returns the exit status. With --debug, raises it (the traceback is shown)."""
-    if opt.debug:
-        print(f"where the error happened:\n{error.detail}", file=sys.stderr)
-        raise error
-    from core.distributed import report
-    from datasets.errors import check_hint
-    lines = [f"main.py: cannot read a sample during epoch {epoch}'s {phase}:"] + error.lines()
-    if phase == "evaluation":
-        lines.append(f"Epoch {epoch}'s training is saved in {checkpoint}.")
-    elif checkpoint:
-        lines.append(f"Epoch {epoch}'s training is lost; the last checkpoint is {checkpoint}.")
-    else:
-        lines.append(f"Epoch {epoch}'s training is lost, and no earlier epoch had finished.")
-    if checkpoint:
-        first = f" (it evaluates epoch {epoch} first)" if phase == "evaluation" else ""
-        lines.append(f"Repair the file, then resume with --resume_path {checkpoint}"
-                     f"{resume_flags}{first}.")
-    else:
-        lines.append("Repair the file, then start again.")
-    lines.append(check_hint(opt.root_path, opt.dataset))
-    report("\n".join(lines))
-    return 1
-
-
-def main(argv=None):
-    args = build_parser().parse_args(argv)
-    opt = finalize_opts(args)
-    if not os.path.exists(opt.annotation_path):
-        print(missing_dataset_message(opt), file=sys.stderr)
-        return 2
-    # The classes decide the model and the loss: checked before anything long starts.
+def preflight(args, opt):
+    """``(classes, checkpoint, its path)`` of a run whose dataset and resume checkpoint
+    fit together (checkpoint None without --resume_path); Refusal otherwise. Runs before
+    Jittor starts: the classes decide the model and the loss."""
     from core.checkpoint import CheckpointError, read_checkpoint_file
     from datasets.catalog import AnnotationError, read_annotation
+    if not os.path.exists(opt.annotation_path):
+        raise Refusal(missing_dataset_message(opt))
     try:
         classes, _ = read_annotation(opt.annotation_path)
     except AnnotationError as e:
-        print(f"main.py: {e}", file=sys.stderr)
-        return 2
+        raise Refusal(f"main.py: {e}") from None
     problem = class_problem(classes, args, opt)
     ckpt, resume_file = None, None
     if opt.resume_path and not problem:
@@ -126,148 +116,305 @@ def main(argv=None):
             resume_file = resolve_resume(opt.resume_path)
             ckpt = read_checkpoint_file(resume_file)
         except (CheckpointError, OSError) as e:
-            print(f"main.py: cannot resume from {opt.resume_path}: {e}", file=sys.stderr)
-            return 2
+            raise Refusal(f"main.py: cannot resume from {opt.resume_path}: {e}") from None
         problem = resume_problem(ckpt, resume_file, classes)
     if problem:
-        print(f"main.py: the dataset under {opt.root_path} is not usable: {problem}",
-              file=sys.stderr)
-        return 2
-    opt.n_classes = len(classes)
-    set_classes(opt, classes)  # the annotation's classes, for the loss and the checkpoint
+        raise Refusal(f"main.py: the dataset under {opt.root_path} is not usable: {problem}")
+    return classes, ckpt, resume_file
 
-    from core import entry
-    entry.choose_device(opt.no_cuda)
-    from core.jittor_setup import jt
-    from core import distributed
-    from core.checkpoint import load_weights
-    from core.evaluate import evaluate
-    from core.experiment import Experiment, ExperimentExistsError, checkpoint_path
-    from core.loss import get_loss
-    from core.optimizer import release_adam
-    from core.report import plot_curves
-    from core.tensorboard import TensorBoardMissing
-    from core.train import NonFiniteLossError, train_epoch
-    from datasets.factory import get_training_set, get_validation_set, make_loader
-    from datasets.errors import SampleError
-    from datasets.ve8 import DatasetError
-    from model import checkpoint_meta, generate_model, load_pretrained_model
 
-    main_rank = distributed.is_main_process()
-    if distributed.world_size() > 1 and opt.batch_size % distributed.world_size():
-        print(f"main.py: --batch_size {opt.batch_size} (the global batch) must be a multiple of "
-              f"the number of processes ({distributed.world_size()})", file=sys.stderr)
-        return 2
-    jt.set_global_seed(opt.manual_seed)
-    try:
-        train_set = make_loader(get_training_set(opt), opt, shuffle=True)
-        val_set = make_loader(get_validation_set(opt), opt, shuffle=False)
-    except DatasetError as e:
-        print(f"main.py: the dataset under {opt.root_path} is not usable:\n{e}", file=sys.stderr)
-        return 2
+def resume_command(argv, opt, folder, checkpoint, n_processes):
+    """The command that continues this run from ``checkpoint`` in ``folder``: the options
+    as given, with ``--resume_path`` (and, where the folder's name was not given, the
+    ``--expr_name`` that finds it again)."""
+    kept, skip = [], False
+    for a in argv:
+        if skip or a.startswith("--resume_path="):
+            skip = False
+            continue
+        skip = a == "--resume_path"
+        if not skip:
+            kept.append(a)
+    folder = os.path.normpath(folder)
+    if opt.expr_name:
+        kept += ["--resume_path", checkpoint]
+    elif os.path.dirname(folder) == os.path.normpath(opt.result_path):
+        kept += ["--expr_name", os.path.basename(folder), "--resume_path", checkpoint]
+    else:  # a folder given as --resume_path, outside --result_path: its latest checkpoint
+        kept += ["--resume_path", folder]
+    launcher = ["mpirun", "-np", str(n_processes)] if n_processes > 1 else []
+    return shlex.join(launcher + ["python", "main.py"] + kept)
 
-    model = load_pretrained_model(generate_model(opt), opt)
-    criterion = get_loss(opt)
-    optimizer = release_adam(model, opt.learning_rate, opt.weight_decay)
 
-    begin_epoch, best_acc = opt.begin_epoch, 0.0
-    unevaluated = False
-    if ckpt is not None:
-        load_weights(model, ckpt["state_dict"])
+def _capitalized(text):
+    return text[:1].upper() + text[1:]
+
+
+class Training:
+    """One run of main.py once its options are checked and Jittor runs: ``start`` builds
+    the loaders, the experiment folder, the model and the optimizer (restored from the
+    checkpoint), ``run`` trains the epochs and reports any early stop."""
+
+    def __init__(self, argv, args, opt, classes):
+        from core import distributed
+        self.argv, self.args, self.opt, self.classes = argv, args, opt, classes
+        self.main_rank = distributed.is_main_process()
+        self.n_processes = distributed.world_size()
+        self.experiment = None
+        self.last_checkpoint = None  # the latest complete checkpoint written (or read)
+        self.epoch, self.phase = None, "start"
+        self.begin_epoch, self.best_acc, self.unevaluated = opt.begin_epoch, 0.0, False
+
+    # ---- start -----------------------------------------------------------------------
+    def start(self, ckpt, resume_file):
+        """Everything before the first epoch; Refusal when the run cannot start."""
+        from core.jittor_setup import jt
+        from core import distributed, watchdog
+        from core.atomic_file import WriteError
+        from core.entry import write_error_message
+        from core.loss import get_loss
+        from core.optimizer import release_adam
+        from core.tensorboard import TensorBoardMissing
+        from model import generate_model, load_pretrained_model
+        opt = self.opt
+        if self.n_processes > 1 and opt.batch_size % self.n_processes:
+            raise Refusal(f"main.py: --batch_size {opt.batch_size} (the global batch) must be a "
+                          f"multiple of the number of processes ({self.n_processes})")
+        jt.set_global_seed(opt.manual_seed)
+        self.make_loaders()
+        self.open_folder()
+        self.model = load_pretrained_model(generate_model(opt), opt)
+        self.criterion = get_loss(opt)
+        self.optimizer = release_adam(self.model, opt.learning_rate, opt.weight_decay)
+        self.check_space()
+        if ckpt is not None:
+            self.restore(ckpt, resume_file)
+        # Every rank starts from rank 0's weights (frozen ones and buffers included).
+        distributed.broadcast_model(self.model)
+        if self.main_rank:
+            try:
+                self.experiment.start(vars(opt))
+                self.experiment.drop_metrics_after(self.begin_epoch - 1)
+            except WriteError as e:
+                raise Refusal(write_error_message(e, "main.py")) from None
+            except TensorBoardMissing as e:
+                raise Refusal(f"main.py: {e}") from None
+            print(f"training {opt.n_epochs - self.begin_epoch + 1} epoch(s): "
+                  f"{self.train_set.n_samples} training / {self.val_set.n_samples} test "
+                  f"videos, results in {self.folder}")
+        distributed.watch_ranks(self.folder, resume_command(
+            self.argv, opt, self.folder, watchdog.PLACEHOLDER, self.n_processes))
+
+    def make_loaders(self):
+        from datasets.factory import get_training_set, get_validation_set, make_loader
+        from datasets.ve8 import DatasetError
+        opt = self.opt
+        try:
+            self.train_set = make_loader(get_training_set(opt), opt, shuffle=True)
+            self.val_set = make_loader(get_validation_set(opt), opt, shuffle=False)
+        except DatasetError as e:
+            raise Refusal(f"main.py: the dataset under {opt.root_path} is not usable:\n{e}") \
+                from None
+
+    def open_folder(self):
+        """Name the experiment folder (rank 0's clock for a default name); on rank 0 lock
+        it, refusing one that holds another experiment, another run or cannot be written."""
+        from core import distributed
+        from core.atomic_file import WriteError
+        from core.entry import write_error_message
+        from core.experiment import Experiment, ExperimentExistsError
+        opt = self.opt
+        started = distributed.all_reduce_sum([time.time() if self.main_rank else 0.0])[0]
+        name = opt.expr_name or f"{opt.dataset}_{time.strftime('%Y%m%d-%H%M%S', time.localtime(started))}"
+        self.folder = os.path.join(opt.result_path, name)
+        if opt.resume_path and os.path.isdir(opt.resume_path) and not opt.expr_name:
+            self.folder = opt.resume_path
+        if self.main_rank:
+            try:
+                self.experiment = Experiment(self.folder, resume=bool(opt.resume_path),
+                                             tensorboard=opt.tensorboard)
+            except ExperimentExistsError as e:
+                raise Refusal(f"main.py: {e}") from None
+            except WriteError as e:
+                raise Refusal(write_error_message(e, "main.py")) from None
+
+    def check_space(self):
+        from core.experiment import ExperimentExistsError, checkpoint_size
+        if self.main_rank:
+            try:
+                self.experiment.check_space(2 * checkpoint_size(self.model))
+            except ExperimentExistsError as e:
+                raise Refusal(f"main.py: {e}") from None
+
+    def restore(self, ckpt, resume_file):
+        from core.checkpoint import load_weights
+        load_weights(self.model, ckpt["state_dict"])
         if ckpt.get("optimizer"):
-            optimizer.load_state_dict(ckpt["optimizer"])
+            self.optimizer.load_state_dict(ckpt["optimizer"])
         meta = ckpt.get("meta") or {}
-        begin_epoch = int(meta.get("epoch", begin_epoch))  # the release stores epoch + 1
-        best_acc = float(meta.get("best_acc", 0.0))
-        unevaluated = meta.get("evaluated") is False  # its evaluation did not finish
-        if main_rank:
-            print(f"resumed from {resume_file}, saved after epoch {begin_epoch - 1}: "
-                  + (f"evaluating epoch {begin_epoch - 1}, then " if unevaluated else "")
-                  + f"continuing at epoch {begin_epoch}")
-    # Every rank starts from rank 0's weights (frozen ones and buffers included).
-    distributed.broadcast_model(model)
+        self.begin_epoch = int(meta.get("epoch", self.begin_epoch))  # the release: epoch + 1
+        self.best_acc = float(meta.get("best_acc", 0.0))
+        self.unevaluated = meta.get("evaluated") is False  # its evaluation did not finish
+        self.last_checkpoint = resume_file
+        if self.main_rank:
+            print(f"resumed from {resume_file}, saved after epoch {self.begin_epoch - 1}: "
+                  + (f"evaluating epoch {self.begin_epoch - 1}, then " if self.unevaluated
+                     else "") + f"continuing at epoch {self.begin_epoch}")
 
-    started = distributed.all_reduce_sum([time.time() if main_rank else 0.0])[0]  # rank 0's
-    expr_name = opt.expr_name or f"{opt.dataset}_{time.strftime('%Y%m%d-%H%M%S', time.localtime(started))}"
-    folder = os.path.join(opt.result_path, expr_name)
-    if opt.resume_path and os.path.isdir(opt.resume_path) and not opt.expr_name:
-        folder = opt.resume_path
-    experiment = None
-    if main_rank:
-        try:
-            experiment = Experiment(folder, vars(opt), resume=bool(opt.resume_path),
-                                    tensorboard=opt.tensorboard)
-        except (ExperimentExistsError, TensorBoardMissing) as e:
-            print(f"main.py: {e}", file=sys.stderr)
-            return 2
-        experiment.drop_metrics_after(begin_epoch - 1)
-        print(f"training {opt.n_epochs - begin_epoch + 1} epoch(s): "
-              f"{train_set.n_samples} training / {val_set.n_samples} test videos, "
-              f"results in {folder}")
-
-    def validate(epoch):
-        """Evaluate the model trained for ``epoch`` epochs; log the result and write it
-        into save_<epoch>.npz (and best.npz when it is the best so far)."""
-        nonlocal best_acc
-        val = evaluate(model, val_set, criterion, desc=f"epoch {epoch} val", progress=main_rank)
-        best = val.accuracy > best_acc
-        best_acc = max(best_acc, val.accuracy)
-        if main_rank:
-            experiment.log({"epoch": epoch, "split": "val", "loss": val.loss,
-                            "acc": val.accuracy})
-            meta = checkpoint_meta(epoch, args, classes, best_acc=best_acc,
+    # ---- the epochs --------------------------------------------------------------------
+    def validate(self, epoch):
+        """Evaluate the model trained for ``epoch`` epochs; log the result, write it into
+        save_<epoch>.npz (and best.npz when it is the best so far) and print it."""
+        from core.evaluate import evaluate
+        from core.report import plot_curves
+        from model import checkpoint_meta
+        self.epoch, self.phase = epoch, "evaluation"
+        val = evaluate(self.model, self.val_set, self.criterion, desc=f"epoch {epoch} val",
+                       progress=self.main_rank)
+        best = val.accuracy > self.best_acc
+        self.best_acc = max(self.best_acc, val.accuracy)
+        if self.main_rank:
+            self.experiment.log({"epoch": epoch, "split": "val", "loss": val.loss,
+                                 "acc": val.accuracy})
+            meta = checkpoint_meta(epoch, self.args, self.classes, best_acc=self.best_acc,
                                    val_acc=val.accuracy, evaluated=True)
-            experiment.save(epoch, model, optimizer, meta, best=best)
-            plot_curves(experiment.metrics_path, os.path.join(folder, "curves.png"))
-        return val, best
+            self.experiment.save(epoch, self.model, self.optimizer, meta, best=best)
+            plot_curves(self.experiment.metrics_path, os.path.join(self.folder, "curves.png"))
+            print(f"epoch {epoch}/{self.opt.n_epochs} {self.train_summary}val loss "
+                  f"{val.loss:.4f} acc {val.accuracy:.3f}{'  (best)' if best else ''}",
+                  flush=True)
 
-    # The checkpoint to resume from after a failure: the latest one written (or read).
-    last_checkpoint = resume_file
-    resume_flags = "" if opt.expr_name or folder == opt.resume_path else f" --expr_name {expr_name}"
-    if unevaluated:
+    def train(self, epoch):
+        """Train epoch ``epoch`` and save it (save_<epoch>.npz, not yet evaluated)."""
+        from core import distributed
+        from core.experiment import checkpoint_path
+        from core.train import train_epoch
+        from model import checkpoint_meta
+        self.epoch, self.phase = epoch, "training"
+        self.train_set.set_epoch(epoch)
+        tr = train_epoch(epoch, self.train_set, self.model, self.criterion, self.optimizer,
+                         progress=self.main_rank,
+                         on_batch=self.experiment.log_batch if self.main_rank else None)
+        tr = distributed.average_metrics(tr)
+        # The epoch's training is saved before its evaluation, which may fail on bad data.
+        if self.main_rank:
+            self.experiment.log({"epoch": epoch, "split": "train", "loss": tr["loss"],
+                                 "acc": tr["acc"], "time": tr["time"],
+                                 "lr": self.opt.learning_rate})
+            meta = checkpoint_meta(epoch, self.args, self.classes, best_acc=self.best_acc,
+                                   val_acc=None, evaluated=False)
+            self.experiment.save(epoch, self.model, self.optimizer, meta)
+        self.last_checkpoint = checkpoint_path(self.folder, epoch)
+        self.train_summary = (f"{tr['time']:.0f}s  train loss {tr['loss']:.4f} "
+                              f"acc {tr['acc']:.3f} | ")
+        distributed.barrier()  # it is on disk before any rank can fail in the evaluation
+
+    def run(self):
+        """Train (and evaluate) the remaining epochs; the exit status."""
+        from core.atomic_file import WriteError
+        from core.stopping import Interrupted
+        from core.train import NonFiniteLossError
+        from datasets.errors import SampleError
         try:
-            val, best = validate(begin_epoch - 1)
-        except SampleError as e:
-            return data_error(e, opt, begin_epoch - 1, "evaluation", last_checkpoint,
-                              resume_flags)
-        if main_rank:
-            print(f"epoch {begin_epoch - 1}/{opt.n_epochs} val loss {val.loss:.4f} acc "
-                  f"{val.accuracy:.3f}{'  (best)' if best else ''}", flush=True)
-    for epoch in range(begin_epoch, opt.n_epochs + 1):
-        train_set.set_epoch(epoch)
-        try:
-            tr = train_epoch(epoch, train_set, model, criterion, optimizer, progress=main_rank,
-                             on_batch=experiment.log_batch if main_rank else None)
+            if self.unevaluated:
+                self.train_summary = ""
+                self.validate(self.begin_epoch - 1)
+            for epoch in range(self.begin_epoch, self.opt.n_epochs + 1):
+                self.train(epoch)
+                self.validate(epoch)
         except NonFiniteLossError as e:
-            if main_rank:
-                kept = last_checkpoint or "none: no epoch had finished"
+            if self.main_rank:
+                kept = self.last_checkpoint or "none: no epoch had finished"
                 print(f"main.py: {e}. Training stopped; the last good checkpoint is {kept}. "
                       f"Try a lower --learning_rate.", file=sys.stderr)
             return 1
         except SampleError as e:
-            return data_error(e, opt, epoch, "training", last_checkpoint, resume_flags)
-        tr = distributed.average_metrics(tr)
-        # The epoch's training is saved before its evaluation, which may fail on bad data.
-        if main_rank:
-            experiment.log({"epoch": epoch, "split": "train", "loss": tr["loss"],
-                            "acc": tr["acc"], "time": tr["time"], "lr": opt.learning_rate})
-            meta = checkpoint_meta(epoch, args, classes, best_acc=best_acc,
-                                   val_acc=None, evaluated=False)
-            experiment.save(epoch, model, optimizer, meta)
-        last_checkpoint = checkpoint_path(folder, epoch)
-        distributed.barrier()  # it is on disk before any rank can fail in the evaluation
+            return self.data_error(e)
+        except WriteError as e:
+            if self.opt.debug:
+                raise
+            return self.stopped([f"main.py: {e}."], e.remedy)
+        except Interrupted as e:
+            return self.stopped([f"main.py: stopped by {e.name}."], status=e.status)
+        if self.main_rank:
+            print(f"done: best validation accuracy {self.best_acc:.3f}; checkpoints in "
+                  f"{self.folder}")
+        return 0
+
+    # ---- early stops -----------------------------------------------------------------
+    def stopped(self, lines, todo=None, status=1, everywhere=False, tail=()):
+        """Report a run that stops in the epoch in progress: ``lines``, what became of
+        that epoch, the last complete checkpoint and the command that resumes from it
+        (after ``todo``, e.g. "Repair the file"), then ``tail``; returns ``status``. Only
+        rank 0 speaks, unless ``everywhere`` (an error that only one rank met)."""
+        from core import distributed
+        if self.main_rank or everywhere:
+            distributed.report("\n".join([*lines, *self.resume_advice(todo), *tail]))
+        return status
+
+    def resume_advice(self, todo):
+        """What became of the epoch in progress and how to go on, as lines."""
+        n, ckpt = self.epoch, self.last_checkpoint
+        if self.phase == "evaluation":
+            lines = [f"Epoch {n}'s training is saved in {ckpt}."]
+        elif ckpt:
+            lines = [f"Epoch {n}'s training is lost; the last checkpoint is {ckpt}."]
+        else:
+            lines = [f"Epoch {n}'s training is lost, and no earlier epoch had finished."]
+        then = f"{todo}, then " if todo else ""
+        if not ckpt:
+            return lines + [_capitalized(f"{then}start again (in a new --expr_name, or "
+                                         f"once {self.folder} is removed).")]
+        first = f" (it evaluates epoch {n} first)" if self.phase == "evaluation" else ""
+        command = resume_command(self.argv, self.opt, self.folder, ckpt, self.n_processes)
+        return lines + [_capitalized(f"{then}resume with{first}:"), f"    {command}"]
+
+    def data_error(self, error):
+        """A sample that cannot be read (``datasets.errors.SampleError``), with the
+        checkpoint to resume from; the exit status. --debug raises it (with traceback)."""
+        if self.opt.debug:
+            print(f"where the error happened:\n{error.detail}", file=sys.stderr)
+            raise error
+        from datasets.errors import check_hint
+        lines = ([f"main.py: cannot read a sample during epoch {self.epoch}'s {self.phase}:"]
+                 + error.lines())
+        return self.stopped(lines, "Repair the file", everywhere=True,
+                            tail=[check_hint(self.opt.root_path, self.opt.dataset)])
+
+    def close(self):
+        if self.experiment is not None:
+            self.experiment.close()
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else [str(a) for a in argv]
+    args = build_parser().parse_args(argv)
+    opt = finalize_opts(args)
+    try:
+        classes, ckpt, resume_file = preflight(args, opt)
+    except Refusal as e:
+        print(e, file=sys.stderr)
+        return 2
+    opt.n_classes = len(classes)
+    set_classes(opt, classes)  # the annotation's classes, for the loss and the checkpoint
+    from core import entry
+    entry.choose_device(opt.no_cuda)
+    from core import distributed  # starts Jittor, whose SIGINT handler is replaced next
+    from core.stopping import Interrupted, stop_on_signals
+    with stop_on_signals(on_signal=distributed.say_ending):
+        training = Training(argv, args, opt, classes)
         try:
-            val, best = validate(epoch)
-        except SampleError as e:
-            return data_error(e, opt, epoch, "evaluation", last_checkpoint, resume_flags)
-        if main_rank:
-            print(f"epoch {epoch}/{opt.n_epochs} {tr['time']:.0f}s  train loss {tr['loss']:.4f} "
-                  f"acc {tr['acc']:.3f} | val loss {val.loss:.4f} acc {val.accuracy:.3f}"
-                  f"{'  (best)' if best else ''}", flush=True)
-    if main_rank:
-        experiment.close()
-        print(f"done: best validation accuracy {best_acc:.3f}; checkpoints in {folder}")
-    return 0
+            training.start(ckpt, resume_file)
+            return training.run()
+        except Refusal as e:
+            print(e, file=sys.stderr)
+            return 2
+        except Interrupted as e:
+            print(f"main.py: stopped by {e.name} before the first epoch; nothing to resume.",
+                  file=sys.stderr)
+            return e.status
+        finally:
+            training.close()
 
 
 if __name__ == "__main__":

@@ -396,4 +396,5 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from core import entry
+    sys.exit(entry.run(main))

@@ -31,6 +31,8 @@ import os
 
 import numpy as np
 
+from core.atomic_file import make_folder, write_atomically
+
 __all__ = ["spatial_maps", "upsample", "heat_overlay", "attention_figure",
            "plot_video_attention", "HEAT_CMAP"]
 
@@ -230,8 +232,8 @@ def plot_video_attention(path, summary, sample, rows, grid, frame_seconds):
     """Write ``attention_figure`` to ``path``: PNG, or SVG/PDF by its extension. Returns
     ``path``."""
     fig = attention_figure(summary, sample, rows, grid, frame_seconds)
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
+    make_folder(os.path.dirname(os.path.abspath(path)))
     ext = os.path.splitext(path)[1].lower().lstrip(".")
-    fig.savefig(path, format=ext if ext in ("svg", "pdf") else "png", bbox_inches="tight")
+    write_atomically(path, lambda f: fig.savefig(
+        f, format=ext if ext in ("svg", "pdf") else "png", bbox_inches="tight"))
     return path

@@ -11,15 +11,22 @@ Without MPI every function is the single-process identity, so callers need no br
 - ``report(message)``: an error message on stderr, ``rank k: `` before each line under MPI;
 - ``abort(message)`` / ``run_entry_point(main)``: a process that fails takes the whole
   MPI job down (``MPI_Abort``) with ``rank k: <error>`` on stderr, instead of leaving
-  the other processes waiting forever in a collective.
+  the other processes waiting forever in a collective;
+- ``watch_ranks(folder, command)``: a rank that dies (killed, out of memory) ends the
+  whole job within a second, with the last checkpoint of ``folder`` (``core/watchdog.py``).
 """
 import ctypes
 import os
+import shutil
+import subprocess
 import sys
+import tempfile
 import traceback
+import zlib
 
 import numpy as np
 
+from core.atomic_file import WriteError
 from core.jittor_setup import jt
 
 
@@ -143,10 +150,52 @@ def report(message):
           flush=True)
 
 
+def _state_dir():
+    """Where the ranks on this machine say that they end (their parent is the same
+    mpirun or Open MPI daemon)."""
+    return os.path.join(tempfile.gettempdir(), f"vaanet-ranks-{os.getppid()}")
+
+
+def say_ending(status):
+    """Under MPI, tell the watchdog (core/watchdog.py) that this rank ends with ``status``
+    (0: done; otherwise it says why itself)."""
+    if not in_mpi() or not os.path.isdir(_state_dir()):  # no watchdog (test.py)
+        return
+    try:
+        with open(os.path.join(_state_dir(), str(rank())), "w") as f:
+            f.write(str(status))
+    except OSError:
+        pass
+
+
+def watch_ranks(folder, command):
+    """Under MPI, start core/watchdog.py (on rank 0) for the ranks on rank 0's machine:
+    one that dies ends the job with the last checkpoint in ``folder`` and ``command``
+    (the resume command, ``@CHECKPOINT@`` standing for the checkpoint). A collective:
+    every rank calls it."""
+    if not in_mpi():
+        return
+    if is_main_process():  # before any rank can say it ends
+        shutil.rmtree(_state_dir(), ignore_errors=True)
+        os.makedirs(_state_dir())
+    n = world_size()
+    me = np.zeros(2 * n)
+    me[rank()], me[n + rank()] = os.getpid(), zlib.crc32(os.uname().nodename.encode())
+    table = all_reduce_sum(me)
+    if not is_main_process():
+        return
+    pids = ",".join(str(int(table[k])) if table[n + k] == table[n] else "-" for k in range(n))
+    script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "watchdog.py")
+    subprocess.Popen([sys.executable, script, _state_dir(), folder, pids, str(os.getppid()),
+                      command], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                     start_new_session=True)
+
+
 def abort(message, code=1):
     """Print ``rank k: message`` to stderr and end this process; under MPI the whole job
     ends (MPI_Abort), so no other rank waits in a collective. Never returns."""
     prefix = f"rank {rank()}: " if jt.in_mpi else ""
+    say_ending(code or 1)
     try:
         sys.stdout.flush()
         print(f"{prefix}{message}", file=sys.stderr, flush=True)
@@ -167,10 +216,14 @@ def run_entry_point(main, argv=None):
         status = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
     except KeyboardInterrupt:
         abort("interrupted", 130)
+    except WriteError as e:
+        from core.entry import write_error_message
+        abort(write_error_message(e), 1)
     except BaseException as e:  # noqa: BLE001  (any failure must end every rank)
         tb = traceback.format_exc()
         abort(f"{e.__class__.__name__}: {e}\n{tb}"
               f"rank {rank()}: stopping all {world_size()} processes", 1)
     if status:
         abort(f"exiting with status {status}; stopping all {world_size()} processes", status)
+    say_ending(0)
     return 0

@@ -28,6 +28,7 @@ import os
 
 import numpy as np
 
+from core.atomic_file import make_folder, write_atomically
 from core.attention_plot import heat_overlay, spatial_maps
 
 __all__ = ["write_error_page", "card_order", "THUMBNAIL_PX"]
@@ -132,12 +133,13 @@ def write_error_page(folder, report, result, grid, segment_seconds):
         raise ValueError("the error page needs an evaluation with features and key frames")
     names = report.class_names
     frames_dir = os.path.join(folder, "frames")
-    os.makedirs(frames_dir, exist_ok=True)
+    make_folder(frames_dir)
     cards = []
     for i in card_order(result):
         strip = _strip(result.key_frames[i], spatial_maps(result.features["alpha"][i], grid))
         src = f"frames/{i}.jpg"
-        Image.fromarray(strip).save(os.path.join(folder, src), quality=85)
+        write_atomically(os.path.join(folder, src),
+                         lambda f: Image.fromarray(strip).save(f, format="JPEG", quality=85))
         cards.append(_card(i, result, names, src, (strip.shape[1], strip.shape[0]),
                            segment_seconds))
     options = "".join(f'<option value="{i}">{html.escape(n)}</option>' for i, n in enumerate(names))
@@ -148,10 +150,8 @@ def write_error_page(folder, report, result, grid, segment_seconds):
                        confusion=_confusion(report.confusion, names), options=options,
                        n_errors=int((result.predictions != result.targets).sum()),
                        cards="\n".join(cards))
-    path = os.path.join(folder, "index.html")
-    with open(path, "w", encoding="utf-8") as f:
-        f.write(page)
-    return path
+    return write_atomically(os.path.join(folder, "index.html"),
+                            lambda f: f.write(page.encode("utf-8")))
 
 
 PAGE = """<!DOCTYPE html>

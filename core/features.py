@@ -35,7 +35,7 @@ import os
 
 import numpy as np
 
-from core.atomic_file import write_atomically
+from core.atomic_file import make_folder, write_atomically
 
 #: The per-video arrays, in the order they are written.
 ROW_KEYS = ("video", "target", "fused", "visual", "audio", "alpha", "beta", "gamma",
@@ -120,8 +120,7 @@ class FeatureTable:
     def save(self, path):
         """Write the table to ``path`` (atomically); returns ``path``."""
         path = os.fspath(path)
-        folder = os.path.dirname(os.path.abspath(path))
-        os.makedirs(folder, exist_ok=True)
+        make_folder(os.path.dirname(os.path.abspath(path)))
         arrays = self.arrays()
         return write_atomically(path, lambda f: np.savez(f, **arrays))
 

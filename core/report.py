@@ -22,6 +22,7 @@ Metrics (``report.metrics``, also the content of report.json):
 Figures use matplotlib's Agg canvas directly (no global backend switch, no display).
 """
 import csv
+import io
 import json
 import math
 import os
@@ -30,6 +31,7 @@ from typing import Dict, Optional
 
 import numpy as np
 
+from core.atomic_file import make_folder, write_atomically
 from core.experiment import read_metrics
 
 __all__ = ["Report", "compute_metrics", "confusion_matrix", "polarity_accuracy",
@@ -154,17 +156,16 @@ class Report:
     def write_predictions_csv(self, path):
         """One row per video: video, true class, predicted class, prob_<class> columns."""
         r = self.result
-        _makedirs_for(path)
-        with open(path, "w", newline="", encoding="utf-8") as f:
-            w = csv.writer(f)
-            w.writerow(["video", "true_class", "predicted_class"]
-                       + [f"prob_{c}" for c in self.class_names])
-            preds = r.predictions
-            for i, vid in enumerate(r.video_ids):
-                w.writerow([vid, self.class_names[int(r.targets[i])],
-                            self.class_names[int(preds[i])]]
-                           + [f"{float(p):.6f}" for p in r.probs[i]])
-        return path
+        text = io.StringIO(newline="")
+        w = csv.writer(text)
+        w.writerow(["video", "true_class", "predicted_class"]
+                   + [f"prob_{c}" for c in self.class_names])
+        preds = r.predictions
+        for i, vid in enumerate(r.video_ids):
+            w.writerow([vid, self.class_names[int(r.targets[i])],
+                        self.class_names[int(preds[i])]]
+                       + [f"{float(p):.6f}" for p in r.probs[i]])
+        return _write_file(path, text.getvalue().encode("utf-8"))
 
     def to_json(self):
         doc = dict(self.info)
@@ -172,11 +173,8 @@ class Report:
         return doc
 
     def write_report_json(self, path):
-        _makedirs_for(path)
-        with open(path, "w", encoding="utf-8") as f:
-            json.dump(self.to_json(), f, indent=2, allow_nan=False)
-            f.write("\n")
-        return path
+        text = json.dumps(self.to_json(), indent=2, allow_nan=False) + "\n"
+        return _write_file(path, text.encode("utf-8"))
 
     # ---- plots --------------------------------------------------------------------------
     def plot_confusion(self, path, title=None):
@@ -202,14 +200,18 @@ class Report:
                 ax.text(j, i, str(int(cm[i, j])), ha="center", va="center",
                         color="white" if cm[i, j] > thresh else "black", fontsize=9)
         fig.tight_layout()
-        _makedirs_for(path)
-        canvas.print_png(path)
-        return path
+        return _write_png(canvas, path)
 
 
-def _makedirs_for(path):
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
+def _write_file(path, data):
+    """``data`` (bytes) into ``path`` atomically, its folder made when missing."""
+    make_folder(os.path.dirname(os.path.abspath(path)))
+    return write_atomically(path, lambda f: f.write(data))
+
+
+def _write_png(canvas, path):
+    make_folder(os.path.dirname(os.path.abspath(path)))
+    return write_atomically(path, canvas.print_png)
 
 
 def _figure(figsize):
@@ -281,6 +283,4 @@ def plot_curves(metrics_jsonl_path, out_png, title=None):
     Returns ``out_png``. A file without usable lines still gives a (labelled, empty) plot.
     """
     fig = curves_figure(curves_of(read_metrics(metrics_jsonl_path)), title)
-    _makedirs_for(out_png)
-    fig.canvas.print_png(out_png)
-    return out_png
+    return _write_png(fig.canvas, out_png)

@@ -87,3 +87,15 @@ def make_model():
     def make():
         return VAANet(**network_shape(TINY_64))
     return make
+
+
+@pytest.fixture(scope="session")
+def full_run(demo_data, tmp_path_factory):
+    """The folder of main.py's uninterrupted 2-epoch run of tests.test_train's tiny
+    configuration on ``demo_data``: where every interrupted and resumed run must end."""
+    import main as train_main
+    from tests.helpers import train_args
+
+    results = tmp_path_factory.mktemp("results")
+    assert train_main.main(train_args(demo_data, results, "full", 2)) == 0
+    return results / "full"

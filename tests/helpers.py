@@ -5,6 +5,7 @@ test modules import (``from tests.helpers import TINY``), so that no test module
 another.
 """
 import io
+import json
 import os
 import shutil
 import subprocess
@@ -218,3 +219,42 @@ def mpi_run(args, np_=1, timeout=420, check=True):
         raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n"
                              f"{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
     return proc
+
+
+# ------------------------------------------------------------------ training runs
+# (main.py's tiny runs, shared by the training and fault tests)
+
+def train_args(root, results, name, epochs, *extra):
+    """main.py's arguments for a run of the tiny configuration (``TRAIN_FLAGS``)."""
+    return ["--root_path", str(root), "--result_path", str(results), "--expr_name", name,
+            "--n_epochs", str(epochs)] + TRAIN_FLAGS + list(extra)
+
+
+def metrics_lines(folder):
+    """The records of ``folder``'s metrics.jsonl."""
+    with open(os.path.join(folder, "metrics.jsonl")) as f:
+        return [json.loads(line) for line in f]
+
+
+def assert_same_weights(path, reference):
+    """The checkpoint ``path`` holds the weights, Adam's moments and the evaluation of the
+    checkpoint ``reference``."""
+    a, b = load_checkpoint(reference), load_checkpoint(path)
+    assert a["state_dict"].keys() == b["state_dict"].keys()
+    for k in a["state_dict"]:
+        np.testing.assert_allclose(b["state_dict"][k], a["state_dict"][k], rtol=1e-5, atol=1e-7,
+                                   err_msg=k)
+    for i, state in a["optimizer"]["state"].items():
+        np.testing.assert_allclose(b["optimizer"]["state"][i]["exp_avg"], state["exp_avg"],
+                                   rtol=1e-5, atol=1e-8)
+    for k in ("val_acc", "best_acc", "evaluated", "epoch"):
+        assert b["meta"][k] == a["meta"][k], k
+
+
+def assert_same_run(folder, reference):
+    """``folder``'s run ended where the uninterrupted ``reference`` did: save_2.npz and
+    the metrics lines."""
+    assert_same_weights(folder / "save_2.npz", reference / "save_2.npz")
+    assert [(r["epoch"], r["split"]) for r in metrics_lines(folder)] == [
+        (1, "train"), (1, "val"), (2, "train"), (2, "val")]
+    assert [r["acc"] for r in metrics_lines(folder)] == [r["acc"] for r in metrics_lines(reference)]

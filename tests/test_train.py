@@ -11,6 +11,7 @@ import pytest
 import main as train_main
 from core.checkpoint import load_checkpoint
 from tests.helpers import TRAIN_FLAGS as TINY
+from tests.helpers import assert_same_run, assert_same_weights, metrics_lines, train_args
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -20,28 +21,11 @@ def data_root(demo_data):
     return demo_data
 
 
-def _args(root, results, name, epochs, *extra):
-    return ["--root_path", str(root), "--result_path", str(results), "--expr_name", name,
-            "--n_epochs", str(epochs)] + TINY + list(extra)
-
-
-def _metrics(folder):
-    with open(os.path.join(folder, "metrics.jsonl")) as f:
-        return [json.loads(line) for line in f]
-
-
-@pytest.fixture(scope="module")
-def full_run(data_root, tmp_path_factory):
-    results = tmp_path_factory.mktemp("results")
-    assert train_main.main(_args(data_root, results, "full", 2)) == 0
-    return results / "full"
-
-
 def test_two_epochs_write_everything_and_loss_goes_down(full_run):
     names = set(os.listdir(full_run))
     assert {"save_1.npz", "save_2.npz", "best.npz", "metrics.jsonl", "opts.json",
             "curves.png"} <= names
-    lines = _metrics(full_run)
+    lines = metrics_lines(full_run)
     assert [(r["epoch"], r["split"]) for r in lines] == [
         (1, "train"), (1, "val"), (2, "train"), (2, "val")]
     train = [r["loss"] for r in lines if r["split"] == "train"]
@@ -86,20 +70,10 @@ def test_test_py_follows_a_moved_dataset(data_root, full_run, tmp_path):
     assert report["polarity_accuracy"] is not None
 
 def test_resume_after_epoch_1_equals_uninterrupted_run(data_root, full_run, tmp_path):
-    assert train_main.main(_args(data_root, tmp_path, "part", 1)) == 0
+    assert train_main.main(train_args(data_root, tmp_path, "part", 1)) == 0
     part = tmp_path / "part"
-    assert train_main.main(_args(data_root, tmp_path, "part", 2, "--resume_path", str(part))) == 0
-    a = load_checkpoint(full_run / "save_2.npz")
-    b = load_checkpoint(part / "save_2.npz")
-    assert a["state_dict"].keys() == b["state_dict"].keys()
-    for k in a["state_dict"]:
-        np.testing.assert_allclose(b["state_dict"][k], a["state_dict"][k], rtol=1e-5, atol=1e-7,
-                                   err_msg=k)
-    for i, state in a["optimizer"]["state"].items():
-        np.testing.assert_allclose(b["optimizer"]["state"][i]["exp_avg"], state["exp_avg"],
-                                   rtol=1e-5, atol=1e-8)
-    assert [(r["epoch"], r["split"]) for r in _metrics(part)] == [
-        (1, "train"), (1, "val"), (2, "train"), (2, "val")]
+    assert train_main.main(train_args(data_root, tmp_path, "part", 2, "--resume_path", str(part))) == 0
+    assert_same_run(part, full_run)
 
 
 def test_existing_experiment_is_never_overwritten(data_root, full_run, capsys, monkeypatch):
@@ -107,7 +81,7 @@ def test_existing_experiment_is_never_overwritten(data_root, full_run, capsys, m
     asked = []
     monkeypatch.setattr(entry, "choose_device", asked.append)
     before = {n: os.path.getmtime(full_run / n) for n in os.listdir(full_run)}
-    assert train_main.main(_args(data_root, full_run.parent, "full", 1, "--no_cuda")) == 2
+    assert train_main.main(train_args(data_root, full_run.parent, "full", 1, "--no_cuda")) == 2
     assert "already holds an experiment" in capsys.readouterr().err
     assert {n: os.path.getmtime(full_run / n) for n in os.listdir(full_run)} == before
     assert asked == [True]  # --no_cuda from main(argv), not from sys.argv
@@ -129,7 +103,7 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(data_root, tmp_path, monk
         return loss
 
     monkeypatch.setattr(core.loss, "get_loss", poisoned)
-    assert train_main.main(_args(data_root, tmp_path, "nan", 3)) == 1
+    assert train_main.main(train_args(data_root, tmp_path, "nan", 3)) == 1
     err = capsys.readouterr().err
     assert "nan" in err and "save_1.npz" in err
     folder = tmp_path / "nan"
@@ -197,7 +171,7 @@ def test_bad_frame_keeps_the_epoch_names_the_checkpoint_and_resumes_exactly(data
     folder = results / "bad"
 
     def main_py(*extra):
-        return subprocess.run([sys.executable, "main.py", *_args(root, results, "bad", 2), *extra],
+        return subprocess.run([sys.executable, "main.py", *train_args(root, results, "bad", 2), *extra],
                               cwd=ROOT, capture_output=True, text=True, timeout=600)
 
     def no_traceback(proc):
@@ -234,15 +208,7 @@ def test_bad_frame_keeps_the_epoch_names_the_checkpoint_and_resumes_exactly(data
     shutil.copytree(data_root / folder_of[train_video].relative_to(root), folder_of[train_video])
     proc = main_py("--resume_path", str(folder))
     assert proc.returncode == 0, proc.stderr
-    a, b = load_checkpoint(full_run / "save_2.npz"), load_checkpoint(folder / "save_2.npz")
-    for k in a["state_dict"]:
-        np.testing.assert_allclose(b["state_dict"][k], a["state_dict"][k], rtol=1e-5, atol=1e-7,
-                                   err_msg=k)
-    assert [(r["epoch"], r["split"]) for r in _metrics(folder)] == [
-        (1, "train"), (1, "val"), (2, "train"), (2, "val")]
-    assert [r["acc"] for r in _metrics(folder)] == [r["acc"] for r in _metrics(full_run)]
-    for k in ("val_acc", "best_acc", "evaluated", "epoch"):
-        assert b["meta"][k] == a["meta"][k], k
+    assert_same_run(folder, full_run)
 
 
 def test_tensorboard_event_files_hold_the_releases_scalars(full_run):
@@ -260,7 +226,7 @@ def test_tensorboard_event_files_hold_the_releases_scalars(full_run):
     def series(tag):
         return [e.step for e in board.Scalars(tag)], np.array([e.value for e in board.Scalars(tag)])
 
-    lines = _metrics(full_run)
+    lines = metrics_lines(full_run)
     for split, prefix in (("train", "train/epoch"), ("val", "val")):
         for key in ("loss", "acc"):
             steps, values = series(f"{prefix}/{key}")

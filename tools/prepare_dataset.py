@@ -202,4 +202,5 @@ def custom_plan(parser, args, src, root):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from core import entry
+    sys.exit(entry.run(main))

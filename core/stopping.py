@@ -1,0 +1,96 @@
+"""Stopping a run cleanly on SIGINT (Ctrl-C) and SIGTERM (what schedulers send before
+they pre-empt a job).
+
+    with stop_on_signals():
+        ...                      # a signal raises Interrupted here, within a batch or so
+
+Jittor installs its own SIGINT handler when it is imported ("Caught SIGINT, quick exit":
+the process ends at once, status 1, with no word on what was kept), and leaves SIGTERM
+to its default (the process vanishes). Inside the block both raise ``Interrupted`` in the
+main thread instead, so the caller can say which checkpoint is complete and how to resume.
+The exception derives from ``KeyboardInterrupt``: no ``except Exception`` on the way
+(a loader's per-sample error handling, for one) can swallow it. Python runs the handler
+between two bytecodes, so a signal that comes during a long Jittor call (a batch) acts
+when that call returns. Later signals while the first is being handled are ignored.
+
+Jittor's loader workers are forked from the main process and get the same Ctrl-C (the
+terminal sends it to the whole process group): in a forked child SIGINT is ignored (the
+main process stops its workers when it ends) and SIGTERM has its default action, which is
+how Jittor stops its workers. Once interrupted, the process is ending: SIGCHLD gets its
+default action, or Jittor's handler would take the workers' ends on the way out for a
+worker killed by the system ("Caught SIGCHLD ... quick exit", status 1).
+
+On leaving the block the handlers found on entry are put back (Python's default SIGINT
+handler where the one found was Jittor's, which Python cannot re-install).
+"""
+import contextlib
+import os
+import signal
+import sys
+
+_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+_state = {"pid": None, "stopping": False, "on_signal": None}
+
+
+class Interrupted(KeyboardInterrupt):
+    """SIGINT or SIGTERM arrived; ``signum`` says which, ``status`` is the conventional
+    exit status (128 + the signal's number)."""
+
+    def __init__(self, signum):
+        self.signum = signum
+        self.name = signal.Signals(signum).name
+        self.status = 128 + signum
+        super().__init__(f"stopped by {self.name}")
+
+
+STATUSES = (128 + signal.SIGINT, 128 + signal.SIGTERM)  # an interrupted run's exit status
+
+
+def exit_now(status):
+    """End an interrupted process at once (stdio flushed): Python's teardown would wait
+    for Jittor's loader workers, stopped mid-batch, and hang."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(status)
+
+
+def _handler(signum, frame):
+    if os.getpid() != _state["pid"] or _state["stopping"]:
+        return
+    _state["stopping"] = True
+    if hasattr(signal, "SIGCHLD"):
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    error = Interrupted(signum)
+    if _state["on_signal"] is not None:
+        _state["on_signal"](error.status)
+    raise error
+
+
+def _in_forked_child():
+    if _state["pid"] is not None and os.getpid() != _state["pid"]:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+os.register_at_fork(after_in_child=_in_forked_child)
+
+
+@contextlib.contextmanager
+def stop_on_signals(on_signal=None):
+    """Within the block SIGINT and SIGTERM raise ``Interrupted`` (see the module
+    docstring), after calling ``on_signal(exit status)`` when given."""
+    previous = {s: signal.getsignal(s) for s in _SIGNALS}
+    _state.update(pid=os.getpid(), stopping=False, on_signal=on_signal)
+    for s in _SIGNALS:
+        signal.signal(s, _handler)
+    try:
+        yield
+    finally:
+        _state.update(pid=None, on_signal=None)
+        for s, handler in previous.items():
+            if handler is None:  # installed outside Python (Jittor's SIGINT handler)
+                handler = signal.default_int_handler if s == signal.SIGINT else signal.SIG_DFL
+            signal.signal(s, handler)

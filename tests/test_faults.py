@@ -1,0 +1,354 @@
+"""Faults on a training run, tried on real main.py processes (the tiny configuration of
+test_train.py on the demo dataset): a full disk, a read-only or too small results folder,
+Ctrl-C, SIGTERM, a second run into the same folder, and under mpirun a rank that dies.
+Each ends with its few lines and exit status, leaves only complete files, and the run
+resumed with the command it prints ends where the uninterrupted run (``full_run``) ends.
+
+The filesystems are real: small tmpfs mounts, skipped (with the reason) where this user
+may not mount; then a write failure is injected instead.
+"""
+import errno
+import os
+import re
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from core.checkpoint import load_checkpoint
+from tests.helpers import MPI_FLAGS, MPIRUN, TINY_48, mpi_env, network_flags
+from tests.helpers import assert_same_run, assert_same_weights, metrics_lines, train_args
+
+MPI_TINY = network_flags(TINY_48) + MPI_FLAGS  # the multi-process tests' configuration
+
+ROOT = Path(__file__).resolve().parents[1]
+PY = sys.executable
+STOP_S = 60  # a stop must come within a batch or two: generous for a loaded CPU machine
+
+
+class Run:
+    """main.py (or mpirun main.py) in its own process group, its stdout read as it comes."""
+
+    def __init__(self, args, mpi=False):
+        cmd = ([MPIRUN, "--oversubscribe", "-np", "2"] if mpi else []) + [PY, "main.py", *args]
+        self.proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, text=True, start_new_session=True,
+                                     env=mpi_env() if mpi else None)
+        self.lines, self.err = [], []
+        threading.Thread(target=self._read, args=(self.proc.stdout, self.lines), daemon=True).start()
+        threading.Thread(target=self._read, args=(self.proc.stderr, self.err), daemon=True).start()
+
+    @staticmethod
+    def _read(stream, into):
+        for line in stream:
+            into.append(line)
+
+    def wait_for(self, prefix, timeout=600):
+        """Wait until a line of stdout starts with ``prefix``."""
+        end = time.time() + timeout
+        while not any(line.startswith(prefix) for line in self.lines):
+            assert self.proc.poll() is None, f"ended early:\n{self.output()}"
+            assert time.time() < end, f"no {prefix!r} within {timeout} s:\n{self.output()}"
+            time.sleep(0.2)
+
+    def finish(self, timeout=600):
+        """``(exit status, seconds it took)``."""
+        start = time.time()
+        status = self.proc.wait(timeout=timeout)
+        took = time.time() - start
+        time.sleep(0.3)  # the reader threads catch up
+        return status, took
+
+    def output(self):
+        return "".join(self.lines) + "".join(self.err)
+
+    def stderr(self):
+        return "".join(self.err)
+
+
+def main_py(*args, timeout=600):
+    return subprocess.run([PY, "main.py", *map(str, args)], cwd=ROOT, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def resume_with_printed_command(stderr, mpi=False):
+    """Run the resume command the message printed (under ``python main.py``)."""
+    lines = stderr.splitlines()
+    at = next(i for i, line in enumerate(lines)
+              if re.search(r"resume with( \(it evaluates epoch \d+ first\))?:$", line.lower()))
+    command = shlex.split(re.sub(r"^(rank \d+: )?\s+", "", lines[at + 1]))
+    start = command.index("main.py")
+    assert command[start - 1] == "python"
+    launcher = [MPIRUN, "--oversubscribe"] + command[1:start - 1] if mpi else []
+    return subprocess.run(launcher + [PY] + command[start:], cwd=ROOT, capture_output=True,
+                          text=True, timeout=900, env=mpi_env() if mpi else None)
+
+
+def assert_complete_files(folder):
+    """Only complete files: every checkpoint loads, nothing temporary is left."""
+    names = sorted(os.listdir(folder))
+    assert not [n for n in names if n.endswith(".tmp")], names
+    for n in names:
+        if n.endswith(".npz"):
+            load_checkpoint(folder / n)
+    return names
+
+
+# --------------------------------------------------------------------------------------
+# Real small filesystems
+
+def mount_tmpfs(path, size, read_only=False):
+    """Mount a tmpfs of ``size`` bytes at ``path``; pytest.skip where that is not allowed."""
+    path.mkdir(parents=True, exist_ok=True)
+    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
+                          capture_output=True, text=True)
+    if proc.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here ({proc.stderr.strip() or 'not root'}); the "
+                    f"injected variant covers this")
+    if read_only:
+        subprocess.run(["mount", "-o", "remount,ro", str(path)], check=True)
+    return path
+
+
+@pytest.fixture()
+def tmpfs(tmp_path):
+    mounted = []
+
+    def mount(size, read_only=False):
+        mounted.append(mount_tmpfs(tmp_path / f"fs{len(mounted)}", size, read_only))
+        return mounted[-1]
+    yield mount
+    for path in mounted:
+        subprocess.run(["umount", "-l", str(path)], capture_output=True)
+
+
+def checkpoint_bytes(full_run):
+    return (full_run / "save_1.npz").stat().st_size
+
+
+def test_disk_full_names_the_file_keeps_save_1_and_resumes(demo_data, full_run, tmpfs):
+    """Room for 4.5 checkpoints (epoch 1 writes two, a start needs room for two more);
+    filled once epoch 1 is done: writing save_2.npz fails. A few lines, exit 1, save_1.npz
+    intact, no temporary file; once space is freed the printed command finishes the run
+    as the uninterrupted one."""
+    size = checkpoint_bytes(full_run)
+    results = tmpfs(int(4.5 * size))
+    run = Run(train_args(demo_data, results, "full", 2))
+    run.wait_for("epoch 1/2")
+    filler = results / "filler"
+    free = shutil.disk_usage(results).free
+    with open(filler, "wb") as f:  # leave less than a checkpoint
+        os.posix_fallocate(f.fileno(), 0, max(free - size // 2, 1))
+    status, _ = run.finish()
+    err = run.stderr()
+    folder = results / "full"
+    assert status == 1, run.output()
+    assert "Traceback" not in err
+    lines = message(err, "main.py: ")
+    assert re.fullmatch(rf"main.py: cannot write {re.escape(str(folder / 'save_2.npz'))}: "
+                        r"the disk is full \(\d+\.\d MB free there\)\.", lines[0]), err
+    assert lines[1] == f"Epoch 2's training is lost; the last checkpoint is {folder / 'save_1.npz'}."
+    assert lines[2] == "Free some space there, then resume with:"
+    assert sorted(assert_complete_files(folder)) == [
+        "best.npz", "curves.png", "metrics.jsonl", "opts.json", "run.lock", "save_1.npz"]
+    filler.unlink()
+    proc = resume_with_printed_command(err)
+    assert proc.returncode == 0, proc.stderr
+    assert_same_run(folder, full_run)
+
+
+def test_a_folder_that_cannot_be_written_stops_before_training(demo_data, full_run, tmpfs):
+    """A read-only results folder and one with room for less than two checkpoints: exit
+    2 before the first epoch, naming the folder and the cause."""
+    read_only = tmpfs(1 << 20, read_only=True)
+    proc = main_py(*train_args(demo_data, read_only, "ro", 1))
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    assert proc.stderr.strip().splitlines() == [
+        f"main.py: cannot write {read_only / 'ro'}: the filesystem is read-only.",
+        "Make that folder writable (or choose another one), then run it again."]
+    small = tmpfs(checkpoint_bytes(full_run))
+    proc = main_py(*train_args(demo_data, small, "small", 1))
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    assert re.fullmatch(rf"main.py: {re.escape(str(small / 'small'))} has \d+\.\d MB free, "
+                        r"less than two checkpoints of this model need \(\d+\.\d MB\); free some "
+                        r"space or choose another --result_path", proc.stderr.strip())
+    assert "epoch 1" not in proc.stdout
+    assert os.listdir(small / "small") == ["run.lock"]
+
+
+def test_write_failure_injected(demo_data, full_run, tmp_path, monkeypatch, capsys):
+    """Where no filesystem can be mounted: save_2.npz's write fails with EDQUOT (in the
+    process), the message says so, save_1.npz is intact, and the resume finishes the run."""
+    import main as train_main
+    from core import atomic_file
+
+    real = atomic_file.tempfile.mkstemp
+
+    def quota(*a, prefix="", **kw):
+        if prefix.startswith(".save_2.npz"):
+            raise OSError(errno.EDQUOT, os.strerror(errno.EDQUOT))
+        return real(*a, prefix=prefix, **kw)
+
+    monkeypatch.setattr(atomic_file.tempfile, "mkstemp", quota)
+    args = train_args(demo_data, tmp_path, "quota", 2, "--resume_path", str(full_run / "save_1.npz"))
+    assert train_main.main(args) == 1
+    err = capsys.readouterr().err
+    folder = tmp_path / "quota"
+    assert f"main.py: cannot write {folder / 'save_2.npz'}: the disk quota is used up (" in err
+    assert "Free some space there, then resume with:" in err
+    assert "save_2.npz" not in assert_complete_files(folder)
+    monkeypatch.undo()
+    command = shlex.split(err.strip().splitlines()[-1])
+    assert command[:2] == ["python", "main.py"]
+    assert train_main.main(command[2:]) == 0
+    assert_same_weights(folder / "save_2.npz", full_run / "save_2.npz")
+
+
+# --------------------------------------------------------------------------------------
+# Signals and a second run
+
+def message(stderr, first):
+    """The lines of ``stderr`` from the one that starts with ``first`` on (progress bars,
+    which end with carriage returns, apart)."""
+    lines = [line for line in re.split(r"[\r\n]", stderr) if line.strip()]
+    at = next(i for i, line in enumerate(lines) if line.startswith(first))
+    return lines[at:]
+
+
+def test_ctrl_c_drops_the_epoch_in_progress_and_resumes_exactly(demo_data, full_run, tmp_path):
+    """Ctrl-C (SIGINT to the whole process group, loader workers included, as a terminal
+    sends it) in epoch 2's training: within seconds, exit 130, epoch 2 dropped, save_1.npz
+    named with the resume command, which ends where the uninterrupted run ends."""
+    folder = tmp_path / "ctrl_c"
+    run = Run(train_args(demo_data, tmp_path, "ctrl_c", 2))
+    run.wait_for("epoch 1/2")
+    time.sleep(2)
+    os.killpg(run.proc.pid, signal.SIGINT)
+    status, took = run.finish()
+    err = run.stderr()
+    print(f"SIGINT to the process group: stopped in {took:.1f} s")
+    assert status == 130, run.output()
+    assert "Traceback" not in err and "quick exit" not in err, err
+    lines = message(err, "main.py: ")
+    assert lines[:3] == ["main.py: stopped by SIGINT.",
+                         f"Epoch 2's training is lost; the last checkpoint is "
+                         f"{folder / 'save_1.npz'}.",
+                         "Resume with:"], err
+    assert took < STOP_S
+    assert "save_2.npz" not in assert_complete_files(folder)
+    assert [(r["epoch"], r["split"]) for r in metrics_lines(folder)] == [(1, "train"), (1, "val")]
+    proc = resume_with_printed_command(err)
+    assert proc.returncode == 0, proc.stderr
+    assert_same_run(folder, full_run)
+
+
+def test_sigterm_in_an_evaluation_keeps_the_epoch(demo_data, full_run, tmp_path):
+    """SIGTERM to the main process alone (as a scheduler sends it) during epoch 2's
+    evaluation: exit 143, save_2.npz kept (not evaluated); the resumed run evaluates it
+    and ends where the uninterrupted run ends."""
+    folder = tmp_path / "term"
+    run = Run(train_args(demo_data, tmp_path, "term", 2))
+    run.wait_for("epoch 1/2")
+    while not (folder / "save_2.npz").exists():  # epoch 2's training is saved
+        assert run.proc.poll() is None, run.output()
+        time.sleep(0.05)
+    run.proc.send_signal(signal.SIGTERM)
+    status, took = run.finish()
+    err = run.stderr()
+    print(f"SIGTERM to the main process: stopped in {took:.1f} s")
+    assert status == 143, run.output()
+    assert "Traceback" not in err, err
+    lines = message(err, "main.py: ")
+    assert lines[:3] == ["main.py: stopped by SIGTERM.",
+                         f"Epoch 2's training is saved in {folder / 'save_2.npz'}.",
+                         "Resume with (it evaluates epoch 2 first):"], err
+    assert took < STOP_S
+    assert_complete_files(folder)
+    assert load_checkpoint(folder / "save_2.npz")["meta"]["evaluated"] is False
+    proc = resume_with_printed_command(err)
+    assert proc.returncode == 0, proc.stderr
+    assert_same_run(folder, full_run)
+
+
+def test_a_second_run_into_the_same_folder_refuses_naming_the_first(demo_data, tmp_path):
+    first = Run(train_args(demo_data, tmp_path, "twice", 2))
+    try:
+        first.wait_for("training 2 epoch(s)")
+        second = main_py(*train_args(demo_data, tmp_path, "twice", 2))
+        assert first.proc.poll() is None
+    finally:  # (SIGTERM: a child killed otherwise would end this Jittor process, see
+        os.killpg(first.proc.pid, signal.SIGTERM)  # core/child_processes.py)
+        first.proc.wait()
+    assert second.returncode == 2, second.stderr
+    assert second.stderr.strip() == (
+        f"main.py: {tmp_path / 'twice'} is in use by another run (process {first.proc.pid} "
+        f"on {os.uname().nodename}); wait until it ends, or choose another --expr_name")
+    assert "training" not in second.stdout
+
+
+# --------------------------------------------------------------------------------------
+# Under mpirun
+
+needs_mpirun = pytest.mark.skipif(MPIRUN is None, reason="mpirun not found (install "
+                                  "openmpi-bin and libopenmpi-dev to test data-parallel runs)")
+
+
+def mpi_args(root, results, name):
+    tiny = list(MPI_TINY)
+    tiny[tiny.index("--n_threads") + 1] = "1"  # a loader worker per rank, as in real runs
+    return ["--root_path", str(root), "--result_path", str(results), "--expr_name", name,
+            "--n_epochs", "2", "--learning_rate", "1e-3", *tiny]
+
+
+def rank_pids(mpirun_pid):
+    """``{rank: pid}`` of mpirun's rank processes."""
+    ranks = {}
+    for pid in map(int, subprocess.run(["pgrep", "-P", str(mpirun_pid)], capture_output=True,
+                                       text=True).stdout.split()):
+        environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        for item in environ:
+            if item.startswith(b"OMPI_COMM_WORLD_RANK="):
+                ranks[int(item.split(b"=")[1])] = pid
+    return ranks
+
+
+def gone(pids):
+    return not [p for p in pids if Path(f"/proc/{p}").exists()
+                and Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"]
+
+
+@needs_mpirun
+def test_a_dead_rank_ends_the_job_naming_it_and_the_checkpoint(demo_data, tmp_path):
+    """SIGKILL to rank 1 in epoch 2's training: every process ends within 10 s, with a
+    message naming rank 1, save_1.npz and the resume command, which finishes the run."""
+    folder = tmp_path / "mpi"
+    run = Run(mpi_args(demo_data, tmp_path, "mpi"), mpi=True)
+    run.wait_for("epoch 1/2")
+    time.sleep(2)
+    ranks = rank_pids(run.proc.pid)
+    assert sorted(ranks) == [0, 1], ranks
+    os.kill(ranks[1], signal.SIGKILL)
+    status, took = run.finish()
+    err = run.stderr()
+    print(f"a dead rank: the job ended in {took:.1f} s")
+    assert status != 0
+    assert took < 10, err
+    assert gone(ranks.values())
+    lines = message(err, "rank 1 (process")
+    assert lines[:2] == [
+        f"rank 1 (process {ranks[1]}) died without a word (killed, out of memory or crashed); "
+        f"stopping all 2 processes.",
+        f"The last complete checkpoint is {folder / 'save_1.npz'}; resume with:"], err
+    assert lines[2].startswith("    mpirun -np 2 python main.py ")
+    assert "save_2.npz" not in assert_complete_files(folder)
+    proc = resume_with_printed_command(err, mpi=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert [(r["epoch"], r["split"]) for r in metrics_lines(folder)] == [
+        (1, "train"), (1, "val"), (2, "train"), (2, "val")]
+    assert load_checkpoint(folder / "save_2.npz")["meta"]["evaluated"] is True
