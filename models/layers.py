@@ -48,6 +48,13 @@ def torch_default_uniform(var, fan_in):
     var.assign(jt.rand(var.shape) * (2 * bound) - bound)
 
 
+def default_bias(n, fan_in):
+    """A new bias of ``n`` values drawn as PyTorch draws a new layer's."""
+    bias = jt.zeros(n)
+    torch_default_uniform(bias, fan_in)
+    return bias
+
+
 class BatchNorm(nn.Module):
     """BatchNorm over axis 1 of an input of any rank (BatchNorm1d/2d/3d), or over ``axis``.
 
@@ -373,10 +380,7 @@ class Conv1d(nn.Module):
             kaiming_normal_fan_out(self.weight)
         else:
             torch_default_uniform(self.weight, in_channels)
-        self.bias = None
-        if bias:
-            self.bias = jt.zeros(out_channels)
-            torch_default_uniform(self.bias, in_channels)
+        self.bias = default_bias(out_channels, in_channels) if bias else None
 
     def execute(self, x):
         n, c, length = x.shape
@@ -394,10 +398,7 @@ class Linear(nn.Module):
         super().__init__()
         self.weight = jt.zeros((out_features, in_features))
         torch_default_uniform(self.weight, in_features)
-        self.bias = None
-        if bias:
-            self.bias = jt.zeros(out_features)
-            torch_default_uniform(self.bias, in_features)
+        self.bias = default_bias(out_features, in_features) if bias else None
 
     def execute(self, x):
         y = jt.matmul(x, self.weight.transpose(1, 0))
