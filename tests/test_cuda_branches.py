@@ -20,33 +20,41 @@ from jittor import nn
 
 import models.layers as layers
 from models import backend
+from models.kernels.onednn import conv3d_ndhwc
 from models.layers import BatchNorm, Conv2d, Conv3d, max_pool
 
 
 class CpuCudnn:
-    """cuDNN's convolution ops of Jittor (extern/cuda/cudnn), same arguments and layouts."""
+    """cuDNN's convolution ops of Jittor (extern/cuda/cudnn), same arguments and layouts,
+    computed by the CPU path's own oneDNN kernel: the comparison is then of the branches'
+    logic (layouts, reshapes, the graph BatchNorm), not of two convolution algorithms,
+    whose different rounding flips a few ReLUs after the train-mode BatchNorms and moves
+    the audio stream's gradients by ~1e-3 (docs/faithfulness.md)."""
 
     @staticmethod
     def cudnn_conv3d(x, w, strided, strideh, stridew, paddingd, paddingh, paddingw,
                      dilationd, dilationh, dilationw, groups, xformat):
         assert xformat in ("ncdhw", "ndhwc"), xformat
-        xc = x if xformat == "ncdhw" else x.transpose(0, 4, 1, 2, 3)
-        assert w.ndim == 5 and w.shape[1] * groups == xc.shape[1], (x.shape, w.shape)
-        y = nn.conv3d(xc, w, stride=(strided, strideh, stridew),
-                      padding=(paddingd, paddingh, paddingw),
-                      dilation=(dilationd, dilationh, dilationw), groups=groups)
-        return y if xformat == "ncdhw" else y.transpose(0, 2, 3, 4, 1)
+        assert (dilationd, dilationh, dilationw, groups) == (1, 1, 1, 1)
+        xl = x if xformat == "ndhwc" else x.transpose(0, 2, 3, 4, 1)
+        assert w.ndim == 5 and w.shape[1] == xl.shape[4], (x.shape, w.shape)
+        y = conv3d_ndhwc(xl, w, (strided, strideh, stridew), (paddingd, paddingh, paddingw))
+        return y if xformat == "ndhwc" else y.transpose(0, 4, 1, 2, 3)
 
     @staticmethod
     def cudnn_conv(x, w, strideh, stridew, paddingh, paddingw, dilationh=1, dilationw=1,
                    groups=1, xformat="abcd", wformat="oihw", yformat=""):
         # Jittor's layout letters: a = N, b = C, c = H, d = W, in memory order
         assert sorted(xformat) == list("abcd") and wformat == "oihw", (xformat, wformat)
-        xc = x.transpose([xformat.index(c) for c in "abcd"])
-        assert w.ndim == 4 and w.shape[1] * groups == xc.shape[1], (x.shape, w.shape)
-        y = nn.conv2d(xc, w, stride=(strideh, stridew), padding=(paddingh, paddingw),
-                      dilation=(dilationh, dilationw), groups=groups)
-        return y.transpose(["abcd".index(c) for c in (yformat or xformat)])
+        assert (dilationh, dilationw, groups) == (1, 1, 1)
+        xl = x.transpose([xformat.index(c) for c in "acdb"])  # N, H, W, C
+        n, h, wd, c = xl.shape
+        assert w.ndim == 4 and w.shape[1] == c, (x.shape, w.shape)
+        o = w.shape[0]
+        y = conv3d_ndhwc(xl.reshape(n, 1, h, wd, c), w.reshape(o, c, 1, *w.shape[2:]),
+                         (1, strideh, stridew), (0, paddingh, paddingw))
+        y = y.reshape(n, *y.shape[2:])  # N, H', W', O
+        return y.transpose(["acdb".index(ch) for ch in (yformat or xformat)])
 
 
 class CpuCublas:
