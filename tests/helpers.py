@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageEnhance
 
+from core.checkpoint import load_checkpoint
 from datasets.catalog import DATASETS
 from datasets.media import find_ffmpeg
 from transforms.spatial import corner_crop_box
