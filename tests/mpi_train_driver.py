@@ -49,8 +49,8 @@ def _gradients(model, optimizer, criterion, batch):
     logits, *_ = model(visual, audio)
     optimizer.backward(criterion(logits, target))
     names = {id(v): k for k, v in model.state_dict().items()}
-    return {names[id(p)]: g.numpy().copy()
-            for p, g in zip(optimizer.params, optimizer.param_groups[0]["grads"])}
+    group = optimizer.param_groups[0]  # the parameters that take a gradient (not fc's)
+    return {names[id(p)]: g.numpy().copy() for p, g in zip(group["params"], group["grads"])}
 
 
 def run(argv):
