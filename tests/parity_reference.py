@@ -133,8 +133,13 @@ def reference_noise(ref, visual, audio, target, features=None):
     rng = np.random.default_rng(0)
     for _ in range(PERTURBED):
         d = distances(torch_passes(perturbed(ref, rng), visual, audio, target), ref64)
-        ref32 = {g: {k: max(v, d[g][k]) for k, v in items.items()} for g, items in ref32.items()}
+        ref32 = worst_of(ref32, d)
     return ref64, ref32
+
+
+def worst_of(a, b):
+    """``{group: {name: distance}}``, each the larger of ``a``'s and ``b``'s."""
+    return {g: {k: max(v, b[g][k]) for k, v in items.items()} for g, items in a.items()}
 
 
 def perturbed(model, rng):

@@ -33,8 +33,9 @@ from core.checkpoint import load_weights, read_checkpoint_file
 from core.jittor_setup import jt
 from core.loss import PCCELoss
 from core.train import train_epoch
+from datasets.catalog import DATASETS
 from models.vaanet import VAANet
-from tests.parity_reference import POSITIVE, max_rel, rel_l2
+from tests.parity_reference import max_rel, rel_l2
 from tests.trajectory_reference import (CONFIG, LR, RESUME_AT, STEPS, UNUSED, UPDATE_FLOOR,
                                         WEIGHT_DECAY, load)
 
@@ -53,9 +54,7 @@ def run_port(start_pth, data, first_step=0, adam_update=None):
         optimizer.load_state_dict(ckpt["optimizer"])
     if adam_update is not None:
         optimizer._update_cpu = adam_update.__get__(optimizer)
-    mask = np.zeros(8, bool)
-    mask[list(POSITIVE)] = True
-    criterion = PCCELoss(mask)
+    criterion = PCCELoss(DATASETS["ve8"].classes.positive_mask())
     start = {k: v.numpy().copy() for k, v in model.state_dict().items()}
     losses = []
     for k in range(first_step, STEPS):
