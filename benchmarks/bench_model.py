@@ -5,6 +5,8 @@ Run (from the repository root)::
 
     .venv/bin/python benchmarks/bench_model.py --compare --config bench --runs 15   # CPU
     .venv/bin/python benchmarks/bench_model.py --compare --release_src ../VAANet --runs 9
+    .venv/bin/python benchmarks/bench_model.py --compare --release_src ../VAANet \
+        --release_python ../release-venv/bin/python        # the release in its own venv
     .venv/bin/python benchmarks/bench_model.py --compare --config full               # GPU
     .venv/bin/python benchmarks/bench_model.py --framework jittor --mode eval --runs 5
     .venv/bin/python benchmarks/bench_model.py --compare --json out.json
@@ -17,7 +19,8 @@ The sides: the port; with ``--compare`` the re-implementation, built from stock
 ``torch.nn`` layers; with ``--release_src DIR`` the release's own ``models/vaanet.py``,
 imported from a checkout of the PyTorch release in DIR (nothing of it is part of this
 project; ``benchmarks/release_model.py`` builds it with the port's options, without
-``.cuda()``, downloads or the Kinetics checkpoint). Both PyTorch sides get the same inputs,
+``.cuda()``, downloads or the Kinetics checkpoint), run by ``--release_python`` (an
+environment with torch and torchvision; by default this one). Both PyTorch sides get the same inputs,
 PCCE loss (the re-implementation's ``pcce_loss``) and optimizer.
 
 Two modes, each side in each mode in a long-lived process of its own (so that its peak
@@ -63,10 +66,10 @@ measures the port in DIR instead of this checkout's (so any two versions can be 
 """
 import argparse
 import collections
-import importlib.util
 import inspect
 import json
 import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -320,15 +323,16 @@ def sides(args):
     if args.compare:
         out.append(("torch", dict(framework="torch")))
     if args.release_src:
-        out.append(("release", dict(framework="torch", release_src=args.release_src)))
+        out.append(("release", dict(framework="torch", release_src=args.release_src,
+                                    python=args.release_python)))
     return out
 
 
-def start_worker(args, mode, framework, root=None, release_src=None):
+def start_worker(args, mode, framework, root=None, release_src=None, python=None):
     env = dict(os.environ)
     # oneDNN and Jittor's OpenMP kernels read OMP_NUM_THREADS; torch also gets set_num_threads.
     env["OMP_NUM_THREADS"] = str(args.threads)
-    cmd = [sys.executable, os.path.abspath(__file__), "--worker", "--framework", framework,
+    cmd = [python or sys.executable, os.path.abspath(__file__), "--worker", "--framework", framework,
            "--mode", mode, "--config", args.config, "--threads", str(args.threads)]
     if root:
         cmd += ["--root", root]
@@ -439,9 +443,14 @@ def check_release(parser, args):
         check_release_src(args.release_src, model_options(cfg), cfg["batch"])
     except ReleaseError as e:
         parser.error(str(e))
-    if importlib.util.find_spec("torchvision") is None:
-        parser.error("the release's model needs torchvision, which is not installed: "
-                     "see benchmarks/README.md for the version that matches torch")
+    python = args.release_python or sys.executable
+    found = subprocess.run([python, "-c", "import torch, torchvision"], capture_output=True,
+                           text=True)
+    if found.returncode != 0:
+        why = (found.stderr.strip().splitlines() or ["no message"])[-1]
+        parser.error(f"the release's model needs torch and torchvision, which {python} cannot "
+                     f"import ({why}): see "
+                     "benchmarks/README.md, or name another Python with --release_python")
 
 
 def main():
@@ -451,6 +460,10 @@ def main():
                         help="the port and the PyTorch re-implementation, interleaved")
     parser.add_argument("--release_src", metavar="DIR",
                         help="also the release's own model, imported from its checkout in DIR")
+    parser.add_argument("--release_python", metavar="PY",
+                        help="the Python that runs the release's side: one with torch and "
+                             "torchvision, e.g. the release's own environment (default: "
+                             "this one)")
     parser.add_argument("--mode", choices=MODES + ("both",), default="both")
     parser.add_argument("--config", choices=sorted(CONFIGS), default="bench")
     parser.add_argument("--runs", type=int, default=9,
