@@ -20,7 +20,7 @@ unavailable; install it with: sudo apt-get install openmpi-bin libopenmpi-dev"
 venv: $(VENV)/.installed
 
 test: venv
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q -n auto --dist loadscope tests
 
 # The demo: synthetic raw videos -> prepared dataset -> a small model trained on the CPU ->
 # evaluation of the best checkpoint, with its error-analysis page and the attention picture

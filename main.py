@@ -43,20 +43,9 @@ import shlex
 import sys
 import time
 
+from core import entry
+from core.entry import UsageError
 from opts import build_parser, finalize_opts, set_classes
-
-
-class Refusal(Exception):
-    """The run cannot start; the message (exit status 2)."""
-
-
-def missing_dataset_message(opt):
-    root = opt.root_path
-    return (f"main.py: no prepared dataset found (looked for {opt.annotation_path}, "
-            f"{opt.video_path} and {opt.audio_path}).\n"
-            f"Prepare one from a folder of mp4 files per class with:\n"
-            f"    python tools/prepare_dataset.py --src RAW_VIDEOS --dst {root} --dataset {opt.dataset}\n"
-            f"or try the whole chain on synthetic videos with:  make demo")
 
 
 def resolve_resume(path):
@@ -83,43 +72,31 @@ def class_problem(classes, args, opt):
     return None
 
 
-def resume_problem(ckpt, path, classes):
-    """Why the checkpoint ``ckpt`` (read from ``path``) cannot continue on ``classes``, or None."""
-    from model import checkpoint_classes, classifier_outputs
-    n = classifier_outputs(ckpt.get("state_dict"))
-    if n is not None and n != len(classes):
-        return (f"{path} holds a model of {n} classes, the annotation has {len(classes)} "
-                f"({', '.join(classes.names)})")
-    meta = ckpt.get("meta") or {}
-    if meta.get("labels") and checkpoint_classes(ckpt).names != classes.names:
-        return (f"{path} was trained on the classes {list(meta['labels'])}, the annotation "
-                f"has {list(classes.names)}")
-    return None
-
-
 def preflight(args, opt):
     """``(classes, checkpoint, its path)`` of a run whose dataset and resume checkpoint
-    fit together (checkpoint None without --resume_path); Refusal otherwise. Runs before
+    fit together (checkpoint None without --resume_path); UsageError otherwise. Runs before
     Jittor starts: the classes decide the model and the loss."""
     from core.checkpoint import CheckpointError, read_checkpoint_file
-    from datasets.catalog import AnnotationError, read_annotation
-    if not os.path.exists(opt.annotation_path):
-        raise Refusal(missing_dataset_message(opt))
+    from datasets.catalog import AnnotationError, missing_dataset, read_annotation
+    from model import check_classes
+    missing = missing_dataset(opt)
+    if missing:
+        raise UsageError(missing)
     try:
         classes, _ = read_annotation(opt.annotation_path)
     except AnnotationError as e:
-        raise Refusal(f"main.py: {e}") from None
+        raise UsageError(str(e)) from None
     problem = class_problem(classes, args, opt)
+    if problem:
+        raise UsageError(f"the dataset under {opt.root_path} is not usable: {problem}")
     ckpt, resume_file = None, None
-    if opt.resume_path and not problem:
+    if opt.resume_path:
         try:
             resume_file = resolve_resume(opt.resume_path)
             ckpt = read_checkpoint_file(resume_file)
         except (CheckpointError, OSError) as e:
-            raise Refusal(f"main.py: cannot resume from {opt.resume_path}: {e}") from None
-        problem = resume_problem(ckpt, resume_file, classes)
-    if problem:
-        raise Refusal(f"main.py: the dataset under {opt.root_path} is not usable: {problem}")
+            raise UsageError(f"cannot resume from {opt.resume_path}: {e}") from None
+        check_classes(ckpt, resume_file, classes, opt.annotation_path)
     return classes, ckpt, resume_file
 
 
@@ -167,18 +144,17 @@ class Training:
 
     # ---- start -----------------------------------------------------------------------
     def start(self, ckpt, resume_file):
-        """Everything before the first epoch; Refusal when the run cannot start."""
+        """Everything before the first epoch; UsageError when the run cannot start."""
         from core.jittor_setup import jt
         from core import distributed, watchdog
         from core.atomic_file import WriteError
-        from core.entry import write_error_message
         from core.loss import get_loss
         from core.optimizer import release_adam
         from core.tensorboard import TensorBoardMissing
         from model import generate_model, load_pretrained_model
         opt = self.opt
         if self.n_processes > 1 and opt.batch_size % self.n_processes:
-            raise Refusal(f"main.py: --batch_size {opt.batch_size} (the global batch) must be a "
+            raise UsageError(f"--batch_size {opt.batch_size} (the global batch) must be a "
                           f"multiple of the number of processes ({self.n_processes})")
         jt.set_global_seed(opt.manual_seed)
         self.make_loaders()
@@ -196,9 +172,9 @@ class Training:
                 self.experiment.start(vars(opt))
                 self.experiment.drop_metrics_after(self.begin_epoch - 1)
             except WriteError as e:
-                raise Refusal(write_error_message(e, "main.py")) from None
+                raise UsageError(entry.write_error_text(e)) from None
             except TensorBoardMissing as e:
-                raise Refusal(f"main.py: {e}") from None
+                raise UsageError(str(e)) from None
             print(f"training {opt.n_epochs - self.begin_epoch + 1} epoch(s): "
                   f"{self.train_set.n_samples} training / {self.val_set.n_samples} test "
                   f"videos, results in {self.folder}")
@@ -213,15 +189,13 @@ class Training:
             self.train_set = make_loader(get_training_set(opt), opt, shuffle=True)
             self.val_set = make_loader(get_validation_set(opt), opt, shuffle=False)
         except DatasetError as e:
-            raise Refusal(f"main.py: the dataset under {opt.root_path} is not usable:\n{e}") \
-                from None
+            raise UsageError(f"the dataset under {opt.root_path} is not usable:\n{e}") from None
 
     def open_folder(self):
         """Name the experiment folder (rank 0's clock for a default name); on rank 0 lock
         it, refusing one that holds another experiment, another run or cannot be written."""
         from core import distributed
         from core.atomic_file import WriteError
-        from core.entry import write_error_message
         from core.experiment import Experiment, ExperimentExistsError
         opt = self.opt
         started = distributed.all_reduce_sum([time.time() if self.main_rank else 0.0])[0]
@@ -234,9 +208,9 @@ class Training:
                 self.experiment = Experiment(self.folder, resume=bool(opt.resume_path),
                                              tensorboard=opt.tensorboard)
             except ExperimentExistsError as e:
-                raise Refusal(f"main.py: {e}") from None
+                raise UsageError(str(e)) from None
             except WriteError as e:
-                raise Refusal(write_error_message(e, "main.py")) from None
+                raise UsageError(entry.write_error_text(e)) from None
 
     def check_space(self):
         from core.experiment import ExperimentExistsError, checkpoint_size
@@ -244,7 +218,7 @@ class Training:
             try:
                 self.experiment.check_space(2 * checkpoint_size(self.model))
             except ExperimentExistsError as e:
-                raise Refusal(f"main.py: {e}") from None
+                raise UsageError(str(e)) from None
 
     def restore(self, ckpt, resume_file):
         from core.checkpoint import load_weights
@@ -329,7 +303,7 @@ class Training:
                       f"Try a lower --learning_rate.", file=sys.stderr)
             return 1
         except SampleError as e:
-            return self.data_error(e)
+            raise self.data_error(e) from None
         except WriteError as e:
             if self.opt.debug:
                 raise
@@ -342,14 +316,13 @@ class Training:
         return 0
 
     # ---- early stops -----------------------------------------------------------------
-    def stopped(self, lines, todo=None, status=1, everywhere=False, tail=()):
-        """Report a run that stops in the epoch in progress: ``lines``, what became of
-        that epoch, the last complete checkpoint and the command that resumes from it
-        (after ``todo``, e.g. "Repair the file"), then ``tail``; returns ``status``. Only
-        rank 0 speaks, unless ``everywhere`` (an error that only one rank met)."""
+    def stopped(self, lines, todo=None, status=1):
+        """Report (on rank 0) a run that stops in the epoch in progress: ``lines``, what
+        became of that epoch, the last complete checkpoint and the command that resumes
+        from it (after ``todo``, e.g. "Free some space there"); returns ``status``."""
         from core import distributed
-        if self.main_rank or everywhere:
-            distributed.report("\n".join([*lines, *self.resume_advice(todo), *tail]))
+        if self.main_rank:
+            distributed.report("\n".join([*lines, *self.resume_advice(todo)]))
         return status
 
     def resume_advice(self, todo):
@@ -371,33 +344,26 @@ class Training:
 
     def data_error(self, error):
         """A sample that cannot be read (``datasets.errors.SampleError``), with the
-        checkpoint to resume from; the exit status. --debug raises it (with traceback)."""
-        if self.opt.debug:
-            print(f"where the error happened:\n{error.detail}", file=sys.stderr)
-            raise error
+        checkpoint to resume from, as ``entry.RunFailed`` (reported by the rank that met it)."""
         from datasets.errors import check_hint
         lines = ([f"main.py: cannot read a sample during epoch {self.epoch}'s {self.phase}:"]
-                 + error.lines())
-        return self.stopped(lines, "Repair the file", everywhere=True,
-                            tail=[check_hint(self.opt.root_path, self.opt.dataset)])
+                 + error.lines() + self.resume_advice("Repair the file")
+                 + [check_hint(self.opt.root_path, self.opt.dataset)])
+        return entry.unreadable_sample(error, self.opt.debug, lines)
 
     def close(self):
         if self.experiment is not None:
             self.experiment.close()
 
 
-def main(argv=None):
+def run(argv):
+    """Check, then train; the run's exit status (UsageError: it cannot start)."""
     argv = sys.argv[1:] if argv is None else [str(a) for a in argv]
     args = build_parser().parse_args(argv)
     opt = finalize_opts(args)
-    try:
-        classes, ckpt, resume_file = preflight(args, opt)
-    except Refusal as e:
-        print(e, file=sys.stderr)
-        return 2
+    classes, ckpt, resume_file = preflight(args, opt)
     opt.n_classes = len(classes)
     set_classes(opt, classes)  # the annotation's classes, for the loss and the checkpoint
-    from core import entry
     entry.choose_device(opt.no_cuda)
     from core import distributed  # starts Jittor, whose SIGINT handler is replaced next
     from core.stopping import Interrupted, stop_on_signals
@@ -406,9 +372,6 @@ def main(argv=None):
         try:
             training.start(ckpt, resume_file)
             return training.run()
-        except Refusal as e:
-            print(e, file=sys.stderr)
-            return 2
         except Interrupted as e:
             print(f"main.py: stopped by {e.name} before the first epoch; nothing to resume.",
                   file=sys.stderr)
@@ -417,6 +380,9 @@ def main(argv=None):
             training.close()
 
 
+def main(argv=None):
+    return entry.exit_status("main.py", run, argv)
+
+
 if __name__ == "__main__":
-    from core import entry
     sys.exit(entry.run(main))

@@ -47,10 +47,6 @@ import sys
 from core import entry
 from core.entry import UsageError, launched_by_mpirun
 
-PREPARE_HINT = ("  Make the demo data with `make demo`, or prepare a dataset with\n"
-                "  `python tools/prepare_dataset.py --src RAW --dst ROOT` and pass --root_path ROOT.")
-
-
 def build_parser():
     from opts import build_parser as opts_parser
     p = opts_parser()
@@ -88,19 +84,12 @@ def resolve_options(argv=None):
 def check_dataset(opt, ckpt):
     """The annotation's classes, once the dataset's files and classes are known to suit the
     checkpoint (UsageError otherwise)."""
-    from datasets.catalog import AnnotationError, read_annotation
+    from datasets.catalog import AnnotationError, missing_dataset, read_annotation
     from model import check_classes
 
-    where = (f"  (root_path={opt.root_path}, annotation_path={opt.annotation_path}, "
-             f"video_path={opt.video_path}, audio_path={opt.audio_path})")
-    if not os.path.isfile(opt.annotation_path):
-        raise UsageError(f"dataset not found: no annotation file "
-                         f"{os.path.abspath(opt.annotation_path)}\n{where}\n{PREPARE_HINT}")
-    for key in ("video_path", "audio_path"):
-        path = getattr(opt, key)
-        if not os.path.isdir(path):
-            raise UsageError(f"dataset incomplete: {key} folder "
-                             f"{os.path.abspath(path)} does not exist\n{where}\n{PREPARE_HINT}")
+    missing = missing_dataset(opt)
+    if missing:
+        raise UsageError(missing)
     try:
         classes, _ = read_annotation(opt.annotation_path)
     except AnnotationError as e:
@@ -126,10 +115,10 @@ def load(opt, ckpt, classes):
     try:
         val = get_validation_set(opt)
     except DatasetError as e:
-        raise UsageError(f"dataset problem: {e}\n{PREPARE_HINT}")
+        raise UsageError(f"the dataset under {opt.root_path} is not usable:\n{e}") from None
     if val.n_samples == 0:
-        raise UsageError(f"the 'validation' subset of {opt.annotation_path} has no usable "
-                         f"videos\n{PREPARE_HINT}")
+        raise UsageError(f"the dataset under {opt.root_path} is not usable: the 'validation' "
+                         f"subset of {opt.annotation_path} has no videos")
     set_classes(opt, classes)
     config = model_config(opt)
     try:

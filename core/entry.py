@@ -37,10 +37,11 @@ class RunFailed(Exception):
 
 
 def exit_status(prog, work, argv=None):
-    """0 once ``work(argv)`` returns; 2 for a UsageError, 1 for RunFailed, each reported on
-    stderr (see the module docstring)."""
+    """The status ``work(argv)`` returns where it is an int (a run that chose its own, e.g.
+    130 after Ctrl-C), else 0; 2 for a UsageError, 1 for RunFailed, each reported on stderr
+    (see the module docstring)."""
     try:
-        work(argv)
+        status = work(argv)
     except UsageError as e:
         print(f"{prog}: error: {e}", file=sys.stderr)
         return 2
@@ -48,7 +49,7 @@ def exit_status(prog, work, argv=None):
         from core.distributed import report
         report(str(e))
         return 1
-    return 0
+    return status if isinstance(status, int) else 0
 
 
 def unreadable_sample(error, debug, lines):
@@ -85,10 +86,14 @@ def run(main):
     return status
 
 
-def write_error_message(error, script=None):
-    """A ``WriteError`` in two lines: the script, the file and the cause; what to do."""
-    script = script or os.path.basename(sys.argv[0])
-    return f"{script}: {error}.\n{error.remedy}, then run it again."
+def write_error_text(error):
+    """A ``WriteError`` in two lines: the file and the cause; what to do."""
+    return f"{error}.\n{error.remedy}, then run it again."
+
+
+def write_error_message(error):
+    """``write_error_text`` after the script's name."""
+    return f"{os.path.basename(sys.argv[0])}: {write_error_text(error)}"
 
 
 def choose_device(no_cuda):

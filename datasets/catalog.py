@@ -119,6 +119,21 @@ def number_of_classes(dataset):
     return None if facts is None or facts.classes is None else len(facts.classes)
 
 
+def missing_dataset(opt):
+    """Why no prepared dataset is where the options (``root_path``, ``annotation_path``,
+    ``video_path``, ``audio_path``, ``dataset``) point, with how to make one; None when
+    its three parts are there."""
+    parts = (opt.annotation_path, opt.video_path, opt.audio_path)
+    missing = [p for p in parts if not os.path.exists(p)]
+    if not missing:
+        return None
+    return (f"no prepared dataset under {opt.root_path} (not found: {', '.join(missing)}).\n"
+            f"Prepare one from a folder of mp4 files per class with:\n"
+            f"    python tools/prepare_dataset.py --src RAW_VIDEOS --dst {opt.root_path} "
+            f"--dataset {opt.dataset}\n"
+            f"or try the whole chain on synthetic videos with:  make demo")
+
+
 class AnnotationError(ValueError):
     """An annotation json that cannot be read or does not state its classes."""
 

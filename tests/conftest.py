@@ -3,15 +3,57 @@
 PyTorch (the tests' reference) is imported here, before anything imports Jittor: the port
 keeps Jittor from importing PyTorch itself (``core/jittor_setup.py``), and PyTorch loaded
 after Jittor's libraries could bind to their symbols.
+
+``make test`` runs the suite in several processes (pytest-xdist, ``-n``): the session's
+expensive builds (the demo dataset, the training runs) are made once for all of them
+(``built_once``).
 """
+import json
+import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import torch  # noqa: F401  (first; see above)
+from filelock import FileLock
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+#: The modules that take longest (module-wide references, training runs), longest first:
+#: collected first, so that with several processes the short modules fill in at the end
+#: instead of one long module running alone.
+SLOW_FIRST = ("test_parity.py", "test_trajectory.py", "test_faults.py", "test_train.py",
+              "test_mpi.py", "test_custom.py")
+
+
+def pytest_collection_modifyitems(items):
+    first = {name: i for i, name in enumerate(SLOW_FIRST)}
+    items.sort(key=lambda item: first.get(item.path.name, len(SLOW_FIRST)))  # stable
+
+
+def built_once(tmp_path_factory, name, build):
+    """The folder ``name`` after ``build(folder)`` filled it, once per test session: the
+    first process of the session (one of pytest-xdist's workers, or pytest itself) to ask
+    builds it under a file lock, the others wait for it and find it built. A build that
+    fails leaves no folder behind, so each asking process reports the failure."""
+    base = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        base = base.parent  # the workers' common folder
+    folder, done = base / name, base / f"{name}.done"
+    with FileLock(str(base / f"{name}.lock")):
+        if not done.exists():
+            shutil.rmtree(folder, ignore_errors=True)
+            folder.mkdir()
+            try:
+                build(folder)
+            except BaseException:
+                shutil.rmtree(folder, ignore_errors=True)
+                raise
+            done.touch()
+    return folder
 
 
 @pytest.fixture(scope="session")
@@ -52,22 +94,28 @@ def demo_build(tmp_path_factory):
     """A tiny prepared VE-8-layout dataset made by the project's own tools, as ``make demo``
     makes one: the synthetic videos of ``tools/make_demo_dataset.py`` (2 training and 1
     test video of 1 s per class: 16 + 8 videos) in ``raw``, prepared by
-    ``tools/prepare_dataset.py`` into ``root``. Also the two runs (``make``, ``prepare``:
-    CompletedProcess) and ``root_listing``, the root's entries as prepared, for the tests
-    of the tools themselves (test_tools.py)."""
-    base = tmp_path_factory.mktemp("demo_data")
-    raw, root = base / "raw", base / "data"
-    runs = []
-    for cmd in (["tools/make_demo_dataset.py", "--dst", raw, "--per_class_train", "2",
-                 "--per_class_test", "1", "--seconds", "1", "--workers", "2", "--no_progress"],
-                ["tools/prepare_dataset.py", "--src", raw, "--dst", root, "--split_dir",
-                 raw / "splits", "--workers", "2", "--no_progress"]):
-        r = subprocess.run([sys.executable, *map(str, cmd)], cwd=REPO, capture_output=True,
-                           text=True, timeout=600)
-        assert r.returncode == 0, r.stdout + r.stderr
-        runs.append(r)
-    return {"raw": raw, "root": root, "make": runs[0], "prepare": runs[1],
-            "root_listing": sorted(p.name for p in root.iterdir())}
+    ``tools/prepare_dataset.py`` into ``root``. Also the two runs' output (``make``,
+    ``prepare``: their stdout) and ``root_listing``, the root's entries as prepared, for the
+    tests of the tools themselves (test_tools.py)."""
+    def build(base):
+        raw, root = base / "raw", base / "data"
+        runs = {}
+        for name, cmd in (
+                ("make", ["tools/make_demo_dataset.py", "--dst", raw, "--per_class_train", "2",
+                          "--per_class_test", "1", "--seconds", "1", "--workers", "2",
+                          "--no_progress"]),
+                ("prepare", ["tools/prepare_dataset.py", "--src", raw, "--dst", root,
+                             "--split_dir", raw / "splits", "--workers", "2", "--no_progress"])):
+            r = subprocess.run([sys.executable, *map(str, cmd)], cwd=REPO, capture_output=True,
+                               text=True, timeout=600)
+            assert r.returncode == 0, r.stdout + r.stderr
+            runs[name] = r.stdout
+        runs["root_listing"] = sorted(p.name for p in root.iterdir())
+        (base / "build.json").write_text(json.dumps(runs))
+
+    base = built_once(tmp_path_factory, "demo_data", build)
+    return dict(json.loads((base / "build.json").read_text()), raw=base / "raw",
+                root=base / "data")
 
 
 @pytest.fixture(scope="session")
@@ -96,6 +144,23 @@ def full_run(demo_data, tmp_path_factory):
     import main as train_main
     from tests.helpers import train_args
 
-    results = tmp_path_factory.mktemp("results")
-    assert train_main.main(train_args(demo_data, results, "full", 2)) == 0
-    return results / "full"
+    def build(results):
+        assert train_main.main(train_args(demo_data, results, "full", 2)) == 0
+
+    return built_once(tmp_path_factory, "full_run", build) / "full"
+
+
+@pytest.fixture(scope="session")
+def mpi_full_run(demo_data, tmp_path_factory):
+    """The folder of an uninterrupted 2-epoch run under ``mpirun -np 2`` on ``demo_data``
+    (``tests.helpers.mpi_train_args``): the checkpoints of the MPI tests, and where the
+    run resumed after a dead rank must end. Skipped without mpirun."""
+    from tests.helpers import MPIRUN, mpi_run, mpi_train_args
+
+    if MPIRUN is None:
+        pytest.skip("mpirun not found (install openmpi-bin and libopenmpi-dev to test "
+                    "data-parallel runs)")
+    def build(results):
+        mpi_run(["main.py", *mpi_train_args(demo_data, results, "full")], np_=2)
+
+    return built_once(tmp_path_factory, "mpi_full_run", build) / "full"

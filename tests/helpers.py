@@ -231,6 +231,15 @@ def train_args(root, results, name, epochs, *extra):
             "--n_epochs", str(epochs)] + TRAIN_FLAGS + list(extra)
 
 
+def mpi_train_args(root, results, name):
+    """main.py's arguments for a 2-epoch run under mpirun of the tiny configuration
+    (``TINY_48``, ``MPI_FLAGS``, whose ``--n_threads`` the last one overrides: a loader
+    worker per rank, as in real runs)."""
+    return ["--root_path", str(root), "--result_path", str(results), "--expr_name", name,
+            "--n_epochs", "2", "--learning_rate", "1e-3", *network_flags(TINY_48),
+            *MPI_FLAGS, "--n_threads", "1"]
+
+
 def metrics_lines(folder):
     """The records of ``folder``'s metrics.jsonl."""
     with open(os.path.join(folder, "metrics.jsonl")) as f:

@@ -291,12 +291,28 @@ class NwhcCudnn(CpuCudnn):
         return y.transpose(0, 2, 1, 3).reshape(y.shape)
 
 
+#: Runs of the CPU path from weights one unit in the last place away, whose distance to the
+#: plain run is the CPU path's own float32 noise on each gradient (see the test).
+NOISE_RUNS = 2
+
+
+def one_ulp_away(state, rng):
+    """``state`` with every float32 array moved by one unit in the last place, up or down at
+    random: the same weights in another rounding pattern."""
+    return {k: np.nextafter(v, rng.choice([-1.0, 1.0], v.shape).astype(np.float32) * np.inf)
+            if v.dtype == np.float32 else v for k, v in state.items()}
+
+
 def test_model_cuda_branches_equal_cpu_path(cuda_on_cpu, monkeypatch):
     """A small VAANet, training mode, every CUDA branch at once: the logits, and the
-    gradient of every trainable tensor within 1e-3 relative L2 (floored at 1e-4 of the
-    largest gradient norm, as the biases feeding a BatchNorm have a true gradient of 0).
-    Float32 noise here is below 2e-4; Jittor's autodiff of the graph BatchNorm gave 6e-3
-    to 8e-2 in the audio ResNet."""
+    gradient of every trainable tensor within its bound, in relative L2 (floored at 1e-4
+    of the largest gradient norm, as the biases feeding a BatchNorm have a true gradient of
+    0): max(1e-3, 2 x the CPU path's own float32 noise on that tensor). That noise is the
+    largest distance of the CPU path's gradient when the weights move by one unit in the
+    last place (``NOISE_RUNS`` runs): after a training-mode BatchNorm a rounding difference
+    flips a ReLU here and there, which moves the audio ResNet's gradients by up to ~2e-3 on
+    some CPUs (rounding differs with the vector width), whichever branch rounds. Jittor's
+    autodiff of the graph BatchNorm gave 6e-3 to 8e-2 in the audio ResNet."""
     from models.vaanet import VAANet
     jt.set_global_seed(0)
     model = VAANet(snippet_duration=4, sample_size=32, n_classes=4, seq_len=2,
@@ -308,8 +324,8 @@ def test_model_cuda_branches_equal_cpu_path(cuda_on_cpu, monkeypatch):
     names = [k for k, v in model.state_dict().items() if v.requires_grad]
     state = {k: v.numpy().copy() for k, v in model.state_dict().items()}
 
-    def run():
-        model.load_parameters(state)  # the same running statistics each time
+    def run(weights=state):
+        model.load_parameters(weights)  # the same running statistics each time
         model.train()
         logits = model(jt.array(visual), jt.array(audio))[0]
         grads = jt.grad((logits * jt.array(np.arange(8.0).reshape(2, 4))).sum(), params)
@@ -318,14 +334,25 @@ def test_model_cuda_branches_equal_cpu_path(cuda_on_cpu, monkeypatch):
     logits_cpu, grads_cpu = run()
     floor = 1e-4 * max(np.linalg.norm(g) for g in grads_cpu.values())
 
-    def worst(grads):
-        return max((float(np.linalg.norm(grads[k] - g) / max(np.linalg.norm(g), floor)), k)
-                   for k, g in grads_cpu.items())
+    def distances(grads):
+        return {k: float(np.linalg.norm(grads[k] - g) / max(np.linalg.norm(g), floor))
+                for k, g in grads_cpu.items()}
+
+    noise = dict.fromkeys(grads_cpu, 0.0)
+    for _ in range(NOISE_RUNS):
+        moved = distances(run(one_ulp_away(state, rng))[1])
+        noise = {k: max(v, moved[k]) for k, v in noise.items()}
+    bound = {k: max(1e-3, 2 * n) for k, n in noise.items()}
+
+    def beyond(grads):
+        """``[(distance / bound, name)]`` over 1, worst first."""
+        return sorted(((d / bound[k], k) for k, d in distances(grads).items()
+                       if d > bound[k]), reverse=True)
 
     cuda_on_cpu()
     logits_cuda, grads_cuda = run()
     assert close(logits_cuda, logits_cpu, 1e-4)
-    assert worst(grads_cuda)[0] < 1e-3, worst(grads_cuda)
+    assert beyond(grads_cuda) == []
     # positive control: one reshape mistake in the audio stream's convolutions
     monkeypatch.setattr(CudaOnCpu, "cudnn", NwhcCudnn())
-    assert worst(run()[1])[0] > 1e-3
+    assert len(beyond(run()[1])) > 10

@@ -239,7 +239,7 @@ def test_pcce_without_polarity_names_both_ways_out(root, tmp_path, capsys):
 
 def test_checkpoint_of_other_classes_is_refused(demo_data, trained, tmp_path, capsys):
     """A 3-class checkpoint against the 8-class demo dataset: test.py and a resumed
-    main.py say so before loading anything, and write nothing."""
+    main.py say so, in the same words, before loading anything, and write nothing."""
     import test as test_main
     ckpt = trained / "ce" / "save_2.npz"
     out = tmp_path / "eval"
@@ -252,5 +252,6 @@ def test_checkpoint_of_other_classes_is_refused(demo_data, trained, tmp_path, ca
     assert train_main.main(["--root_path", str(demo_data), "--resume_path", str(ckpt),
                             "--result_path", str(results), "--expr_name", "x"] + TINY) == 2
     err = capsys.readouterr().err
-    assert "holds a model of 3 classes, the annotation has 8" in err
+    assert f"main.py: error: {ckpt} holds a model of 3 classes (calm, cheerful, tense)" in err
+    assert "has 8 (Anger" in err and "use the checkpoint with the dataset" in err
     assert not results.exists()

@@ -22,10 +22,8 @@ from pathlib import Path
 import pytest
 
 from core.checkpoint import load_checkpoint
-from tests.helpers import MPI_FLAGS, MPIRUN, TINY_48, mpi_env, network_flags
+from tests.helpers import MPIRUN, mpi_env, mpi_train_args
 from tests.helpers import assert_same_run, assert_same_weights, metrics_lines, train_args
-
-MPI_TINY = network_flags(TINY_48) + MPI_FLAGS  # the multi-process tests' configuration
 
 ROOT = Path(__file__).resolve().parents[1]
 PY = sys.executable
@@ -172,12 +170,12 @@ def test_a_folder_that_cannot_be_written_stops_before_training(demo_data, full_r
     proc = main_py(*train_args(demo_data, read_only, "ro", 1))
     assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
     assert proc.stderr.strip().splitlines() == [
-        f"main.py: cannot write {read_only / 'ro'}: the filesystem is read-only.",
+        f"main.py: error: cannot write {read_only / 'ro'}: the filesystem is read-only.",
         "Make that folder writable (or choose another one), then run it again."]
     small = tmpfs(checkpoint_bytes(full_run))
     proc = main_py(*train_args(demo_data, small, "small", 1))
     assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
-    assert re.fullmatch(rf"main.py: {re.escape(str(small / 'small'))} has \d+\.\d MB free, "
+    assert re.fullmatch(rf"main.py: error: {re.escape(str(small / 'small'))} has \d+\.\d MB free, "
                         r"less than two checkpoints of this model need \(\d+\.\d MB\); free some "
                         r"space or choose another --result_path", proc.stderr.strip())
     assert "epoch 1" not in proc.stdout
@@ -289,7 +287,7 @@ def test_a_second_run_into_the_same_folder_refuses_naming_the_first(demo_data, t
         first.proc.wait()
     assert second.returncode == 2, second.stderr
     assert second.stderr.strip() == (
-        f"main.py: {tmp_path / 'twice'} is in use by another run (process {first.proc.pid} "
+        f"main.py: error: {tmp_path / 'twice'} is in use by another run (process {first.proc.pid} "
         f"on {os.uname().nodename}); wait until it ends, or choose another --expr_name")
     assert "training" not in second.stdout
 
@@ -299,13 +297,6 @@ def test_a_second_run_into_the_same_folder_refuses_naming_the_first(demo_data, t
 
 needs_mpirun = pytest.mark.skipif(MPIRUN is None, reason="mpirun not found (install "
                                   "openmpi-bin and libopenmpi-dev to test data-parallel runs)")
-
-
-def mpi_args(root, results, name):
-    tiny = list(MPI_TINY)
-    tiny[tiny.index("--n_threads") + 1] = "1"  # a loader worker per rank, as in real runs
-    return ["--root_path", str(root), "--result_path", str(results), "--expr_name", name,
-            "--n_epochs", "2", "--learning_rate", "1e-3", *tiny]
 
 
 def rank_pids(mpirun_pid):
@@ -326,11 +317,13 @@ def gone(pids):
 
 
 @needs_mpirun
-def test_a_dead_rank_ends_the_job_naming_it_and_the_checkpoint(demo_data, tmp_path):
+def test_a_dead_rank_ends_the_job_naming_it_and_the_checkpoint(demo_data, mpi_full_run,
+                                                                tmp_path):
     """SIGKILL to rank 1 in epoch 2's training: every process ends within 10 s, with a
-    message naming rank 1, save_1.npz and the resume command, which finishes the run."""
+    message naming rank 1, save_1.npz and the resume command, which ends the run where the
+    uninterrupted one (``mpi_full_run``) ends."""
     folder = tmp_path / "mpi"
-    run = Run(mpi_args(demo_data, tmp_path, "mpi"), mpi=True)
+    run = Run(mpi_train_args(demo_data, tmp_path, "mpi"), mpi=True)
     run.wait_for("epoch 1/2")
     time.sleep(2)
     ranks = rank_pids(run.proc.pid)
@@ -351,6 +344,4 @@ def test_a_dead_rank_ends_the_job_naming_it_and_the_checkpoint(demo_data, tmp_pa
     assert "save_2.npz" not in assert_complete_files(folder)
     proc = resume_with_printed_command(err, mpi=True)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert [(r["epoch"], r["split"]) for r in metrics_lines(folder)] == [
-        (1, "train"), (1, "val"), (2, "train"), (2, "val")]
-    assert load_checkpoint(folder / "save_2.npz")["meta"]["evaluated"] is True
+    assert_same_run(folder, mpi_full_run)

@@ -1,6 +1,6 @@
 """Data-parallel runs under ``mpirun -np 2`` (CPU) against single-process runs.
 
-Real runs via subprocess on a tiny prepared dataset (8 training / 8 test videos of 1 s)
+Real runs via subprocess on the tests' demo dataset (16 training / 8 test videos of 1 s)
 and a tiny model (ResNet-10, 2 snippets of 4 frames, 48 x 48: 2 x 2 positions for the spatial attention):
 
 1. the gradient of one global batch of 4 averaged over 2 processes (2 samples each, through
@@ -34,14 +34,9 @@ ZERO = 1e-9  # a gradient below this fraction of the largest one is zero up to r
 
 
 @pytest.fixture(scope="module")
-def data_root(tmp_path_factory):
-    base = tmp_path_factory.mktemp("mpi")
-    raw, root = base / "raw", base / "data"
-    mpi_run(["tools/make_demo_dataset.py", "--dst", str(raw), "--per_class_train", "1",
-          "--per_class_test", "1", "--seconds", "1", "--no_progress"])
-    mpi_run(["tools/prepare_dataset.py", "--src", str(raw), "--dst", str(root),
-          "--split_dir", str(raw / "splits"), "--no_progress"])
-    return base
+def work(tmp_path_factory):
+    """This module's folder for what its runs write."""
+    return tmp_path_factory.mktemp("mpi")
 
 
 def _group(npz, prefix):
@@ -49,7 +44,7 @@ def _group(npz, prefix):
 
 
 @pytest.fixture(scope="module")
-def steps(data_root):
+def steps(demo_data, work):
     """One training batch from the same weights: 1 process, then 2 processes (with the
     per-rank-BatchNorm control). The bound: twice the PyTorch reference's own worst float32
     gradient noise (distance to float64, the larger of its two CPU convolution backends)
@@ -61,14 +56,14 @@ def steps(data_root):
 
     torch.manual_seed(0)
     ref = TorchVAANet(**network_shape(TINY_48))
-    weights = data_root / "weights.pth"
+    weights = work / "weights.pth"
     torch.save({"epoch": 1, "state_dict": ref.state_dict()}, weights)
     out = {}
     for np_ in (1, 2):
-        prefix = data_root / f"step{np_}"
+        prefix = work / f"step{np_}"
         mpi_run(["tests/mpi_train_driver.py", str(prefix), str(weights), "--", "--root_path",
-              str(data_root / "data"), "--result_path", str(data_root / "results"),
-              "--learning_rate", str(LR), *TINY], np_=np_)
+                 str(demo_data), "--result_path", str(work / "results"),
+                 "--learning_rate", str(LR), *TINY], np_=np_)
         out[np_] = [np.load(f"{prefix}.rank{k}.npz") for k in range(np_)]
     one = out[1][0]
     ref64, ref32 = reference_noise(ref, one["batch/visual"], one["batch/audio"],
@@ -141,13 +136,9 @@ def test_one_step_leaves_the_weights_of_one_process(steps):
 
 
 @pytest.fixture(scope="module")
-def checkpoint(data_root):
-    mpi_run(["main.py", "--root_path", str(data_root / "data"), "--result_path",
-          str(data_root / "results"), "--expr_name", "one", "--n_epochs", "1",
-          "--learning_rate", "1e-3", *TINY])
-    ckpt = data_root / "results" / "one" / "save_1.npz"
-    assert ckpt.is_file()
-    return ckpt
+def checkpoint(mpi_full_run):
+    """Epoch 1 of the MPI training run (its resume is test_faults.py's)."""
+    return mpi_full_run / "save_1.npz"
 
 
 def _report(path):
@@ -171,8 +162,8 @@ def _close(a, b, where="report"):
         assert a == b, where
 
 
-def test_test_py_two_processes_gives_the_single_process_report(data_root, checkpoint):
-    out1, out2 = data_root / "test1", data_root / "test2"
+def test_test_py_two_processes_gives_the_single_process_report(checkpoint, work):
+    out1, out2 = work / "test1", work / "test2"
     mpi_run(["test.py", "--resume_path", str(checkpoint), "--out", str(out1), "--no_progress"])
     proc = mpi_run(["test.py", "--resume_path", str(checkpoint), "--out", str(out2),
                  "--no_progress"], np_=2)
@@ -185,11 +176,11 @@ def test_test_py_two_processes_gives_the_single_process_report(data_root, checkp
     assert [r.split(",")[:3] for r in rows1] == [r.split(",")[:3] for r in rows2]
 
 
-def test_bad_data_on_one_rank_fails_the_wholempi_run(data_root, checkpoint):
+def test_bad_data_on_one_rank_fails_the_wholempi_run(demo_data, checkpoint, work):
     # Copy the dataset, then remove the inner frames of one test video: with batch 4 over 2
     # ranks only one rank loads it, the other would wait for it in a collective.
-    broken = data_root / "broken"
-    shutil.copytree(data_root / "data", broken)
+    broken = work / "broken"
+    shutil.copytree(demo_data, broken)
     ann = json.loads((broken / "ve8_01.json").read_text())
     test_ids = [k for k, v in ann["database"].items() if v["subset"] == "validation"]
     victim = test_ids[2]
@@ -200,7 +191,7 @@ def test_bad_data_on_one_rank_fails_the_wholempi_run(data_root, checkpoint):
         f.unlink()
     start = time.time()
     proc = mpi_run(["test.py", "--resume_path", str(checkpoint), "--root_path", str(broken),
-                 "--out", str(data_root / "test_broken"), "--no_progress", "--n_threads", "0"],
+                 "--out", str(work / "test_broken"), "--no_progress", "--n_threads", "0"],
                 np_=2,
                 timeout=300, check=False)
     err = proc.stdout + proc.stderr

@@ -303,7 +303,7 @@ def test_demo_dataset_and_prepare(demo_build, tmp_path):
     assert (info.width, info.height, info.fps, info.has_audio) == (320, 240, 30.0, True)
     assert info.duration == pytest.approx(1.0, abs=0.1)
 
-    assert "24 done" in demo_build["prepare"].stdout
+    assert "24 done" in demo_build["prepare"]
     imgs, mp3s, ann_file = root / VE8.frames_folder, root / VE8.audio_folder, root / VE8.annotation_file(1)
     assert demo_build["root_listing"] == sorted(p.name for p in (imgs, mp3s, ann_file))
     ann = json.loads(ann_file.read_text(encoding="utf-8"))
