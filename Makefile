@@ -3,6 +3,9 @@
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
+# e.g. PYTEST_ARGS="-n 2 --dist loadscope": one pytest process per core, once Jittor's
+# kernels are compiled (docs/tests.md)
+PYTEST_ARGS ?=
 
 .PHONY: venv test demo clean-demo
 
@@ -20,7 +23,7 @@ unavailable; install it with: sudo apt-get install openmpi-bin libopenmpi-dev"
 venv: $(VENV)/.installed
 
 test: venv
-	$(PY) -m pytest -q -n auto --dist loadscope tests
+	$(PY) -m pytest -q $(PYTEST_ARGS) tests
 
 # The demo: synthetic raw videos -> prepared dataset -> a small model trained on the CPU ->
 # evaluation of the best checkpoint, with its error-analysis page and the attention picture

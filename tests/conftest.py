@@ -4,9 +4,9 @@ PyTorch (the tests' reference) is imported here, before anything imports Jittor:
 keeps Jittor from importing PyTorch itself (``core/jittor_setup.py``), and PyTorch loaded
 after Jittor's libraries could bind to their symbols.
 
-``make test`` runs the suite in several processes (pytest-xdist, ``-n``): the session's
-expensive builds (the demo dataset, the training runs) are made once for all of them
-(``built_once``).
+The suite may run in several processes (pytest-xdist, ``-n``; docs/tests.md): the
+session's expensive builds (the demo dataset, the training runs) are made once for all of
+them (``built_once``).
 """
 import json
 import os
@@ -32,6 +32,21 @@ SLOW_FIRST = ("test_parity.py", "test_trajectory.py", "test_faults.py", "test_tr
 def pytest_collection_modifyitems(items):
     first = {name: i for i, name in enumerate(SLOW_FIRST)}
     items.sort(key=lambda item: first.get(item.path.name, len(SLOW_FIRST)))  # stable
+
+
+@pytest.fixture(scope="session", autouse=True)
+def children_may_die():
+    """Jittor, once imported, ends its process at once when any child process dies by a
+    signal (core/child_processes.py). In a test process that would end the whole run
+    without a word when a test's subprocess is killed for its time-out, or when a signal
+    test stops a main.py before its handlers are set: the test that started the child
+    reports how it ended instead. (A Jittor loader worker of an in-process test killed by
+    the system would then hang that test rather than end the run.)"""
+    import core.jittor_setup  # noqa: F401  (Jittor's handler in place, to be set aside)
+    from core.child_processes import children_may_die as default_sigchld
+
+    with default_sigchld():
+        yield
 
 
 def built_once(tmp_path_factory, name, build):

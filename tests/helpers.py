@@ -210,7 +210,7 @@ def mpi_env():
     return env
 
 
-def mpi_run(args, np_=1, timeout=420, check=True):
+def mpi_run(args, np_=1, timeout=900, check=True):
     """``python args`` in the repository root, under ``mpirun -np np_`` when ``np_`` > 1;
     with ``check``, an AssertionError showing its output when it fails."""
     cmd = ([MPIRUN, "--oversubscribe", "-np", str(np_)] if np_ > 1 else []) + [sys.executable] + args
