@@ -155,7 +155,7 @@ class Training:
         opt = self.opt
         if self.n_processes > 1 and opt.batch_size % self.n_processes:
             raise UsageError(f"--batch_size {opt.batch_size} (the global batch) must be a "
-                          f"multiple of the number of processes ({self.n_processes})")
+                             f"multiple of the number of processes ({self.n_processes})")
         jt.set_global_seed(opt.manual_seed)
         self.make_loaders()
         self.open_folder()
