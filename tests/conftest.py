@@ -22,18 +22,6 @@ from filelock import FileLock
 REPO = Path(__file__).resolve().parents[1]
 
 
-#: The modules that take longest (module-wide references, training runs), longest first:
-#: collected first, so that with several processes the short modules fill in at the end
-#: instead of one long module running alone.
-SLOW_FIRST = ("test_parity.py", "test_trajectory.py", "test_faults.py", "test_train.py",
-              "test_mpi.py", "test_custom.py")
-
-
-def pytest_collection_modifyitems(items):
-    first = {name: i for i, name in enumerate(SLOW_FIRST)}
-    items.sort(key=lambda item: first.get(item.path.name, len(SLOW_FIRST)))  # stable
-
-
 @pytest.fixture(scope="session", autouse=True)
 def children_may_die():
     """Jittor, once imported, ends its process at once when any child process dies by a
