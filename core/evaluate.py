@@ -252,42 +252,21 @@ def evaluate(model, loader, criterion=None, desc="val", progress=True, features=
     process only); with ``key_frames`` (a size in pixels), ``result.key_frames`` holds
     the thumbnails of its snippets' middle frames (``key_frame_thumbnails``).
     """
-    from tqdm import tqdm
     from core import distributed
-    from core.features import forward
 
     if getattr(loader, "drop_last", False):
         raise ValueError("evaluate() needs a loader that keeps its last batch "
                          "(make_loader(..., shuffle=False) does)")
     if (features or key_frames) and distributed.in_mpi():
         raise ValueError("features are collected in one process: run without mpirun")
-    collected, thumbnails = [], []
     was_training = getattr(model, "is_train", True)
     model.eval()
-    acc = EvalAccumulator()
     expected = _expected_samples(loader)
-    try:
-        total = len(loader)
-    except TypeError:
-        total = None
-    bar = tqdm(loader, total=total, desc=desc, unit="batch", disable=not progress,
-               dynamic_ncols=True, file=sys.stderr, leave=False,
-               mininterval=0.5 if sys.stderr.isatty() else 30)
+    bar = _progress_bar(loader, desc, progress)
     try:
         with jt.no_grad():
-            for batch in bar:
-                visual, target, audio, video_ids = batch
-                logits, gamma, rows = forward(model, visual, audio, with_rows=features)
-                if features:
-                    collected.append(rows)
-                if key_frames:
-                    thumbnails.append(key_frame_thumbnails(visual, key_frames))
-                batch_loss = None
-                if criterion is not None:
-                    tgt = target if isinstance(target, jt.Var) else jt.array(np.asarray(target))
-                    batch_loss = float(_numpy(criterion(logits, tgt)).reshape(-1)[0])
-                acc.add(list(video_ids), _numpy(target), _numpy(logits), _numpy(gamma), batch_loss)
-                bar.set_postfix(acc.running(), refresh=False)
+            acc, collected, thumbnails = _run_batches(model, bar, criterion, features,
+                                                      key_frames)
     finally:
         bar.close()
         if was_training:
@@ -307,6 +286,41 @@ def evaluate(model, loader, criterion=None, desc="val", progress=True, features=
     if key_frames and thumbnails:
         result.key_frames = np.concatenate(thumbnails)
     return result
+
+
+def _progress_bar(loader, desc, progress):
+    """A tqdm bar over ``loader`` on stderr (rare updates when stderr is not a terminal)."""
+    from tqdm import tqdm
+
+    try:
+        total = len(loader)
+    except TypeError:
+        total = None
+    return tqdm(loader, total=total, desc=desc, unit="batch", disable=not progress,
+                dynamic_ncols=True, file=sys.stderr, leave=False,
+                mininterval=0.5 if sys.stderr.isatty() else 30)
+
+
+def _run_batches(model, bar, criterion, features, key_frames):
+    """``(accumulator, feature rows, thumbnails)`` of every batch ``bar`` serves (the rows
+    and thumbnails empty unless ``features`` and ``key_frames`` ask for them)."""
+    from core.features import forward
+
+    acc, collected, thumbnails = EvalAccumulator(), [], []
+    for batch in bar:
+        visual, target, audio, video_ids = batch
+        logits, gamma, rows = forward(model, visual, audio, with_rows=features)
+        if features:
+            collected.append(rows)
+        if key_frames:
+            thumbnails.append(key_frame_thumbnails(visual, key_frames))
+        batch_loss = None
+        if criterion is not None:
+            tgt = target if isinstance(target, jt.Var) else jt.array(np.asarray(target))
+            batch_loss = float(_numpy(criterion(logits, tgt)).reshape(-1)[0])
+        acc.add(list(video_ids), _numpy(target), _numpy(logits), _numpy(gamma), batch_loss)
+        bar.set_postfix(acc.running(), refresh=False)
+    return acc, collected, thumbnails
 
 
 def _serving_order(loader):

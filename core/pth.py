@@ -555,85 +555,107 @@ def _finish(path, obj):
 def _load_legacy(path):
     with open(path, "rb") as f:
         storages = {}
-        little_endian = True
-
-        def persistent_load(pid):
-            kind, key, _location, numel, view = _parse_pid(path, pid)
-            if kind == "UntypedStorage":
-                raise CheckpointError("%s: untyped storage in a legacy file" % path)
-            root = storages.get(key)
-            if root is None:
-                root = storages[key] = _Storage(kind, numel, key)
-            if view is None:
-                return root
-            if not (isinstance(view, tuple) and len(view) == 3):
-                raise CheckpointError("%s: invalid storage view %r" % (path, view))
-            view_key, offset, size = view
-            view_key = str(view_key)
-            if view_key not in storages:
-                _check_int(offset, "storage view offset")
-                _check_int(size, "storage view size")
-                if offset + size > root.numel:
-                    raise CheckpointError("%s: storage view past its root" % path)
-                storages[view_key] = _Storage(kind, size, view_key, base=root,
-                                              offset=offset)
-            return storages[view_key]
-
-        def read_pickle(what, persistent=None):
-            up = _RestrictedUnpickler(f, path, persistent or _no_persistent(path))
-            try:
-                return up.load()
-            except CheckpointError:
-                raise
-            except (EOFError, pickle.UnpicklingError, struct.error) as e:
-                raise CheckpointError("%s: truncated or corrupt legacy PyTorch checkpoint "
-                                      "while reading the %s (%s: %s)"
-                                      % (path, what, type(e).__name__, e)) from None
-            except (TypeError, AttributeError, ValueError, IndexError, KeyError) as e:
-                raise CheckpointError("%s: malformed pickle (%s) (%s: %s)"
-                                      % (path, what, type(e).__name__, e)) from None
-
-        magic = read_pickle("magic number")
-        if magic != MAGIC_NUMBER:
-            raise CheckpointError("%s: a pickle file, but not a PyTorch checkpoint (no "
-                                  "magic number)" % path)
-        version = read_pickle("protocol version")
-        if version != PROTOCOL_VERSION:
-            raise CheckpointError("%s: unsupported PyTorch protocol version %r"
-                                  % (path, version))
-        sys_info = read_pickle("sys_info")
-        if isinstance(sys_info, dict):
-            little_endian = bool(sys_info.get("little_endian", True))
-        obj = read_pickle("object tree", persistent_load)
+        read_pickle = _legacy_pickle_reader(f, path)
+        little_endian = _read_legacy_header(read_pickle, path)
+        obj = read_pickle("object tree", _legacy_persistent_load(path, storages))
         keys = read_pickle("storage key list")
         if not isinstance(keys, list):
             raise CheckpointError("%s: malformed storage key list" % path)
-        order = "<" if little_endian else ">"
-        for key in keys:
-            key = str(key.decode("ascii") if isinstance(key, bytes) else key)
-            st = storages.get(key)
-            if st is None or st.base is not None:
-                raise CheckpointError("%s: storage %r is listed but never used" % (path, key))
-            head = f.read(8)
-            if len(head) < 8:
-                raise CheckpointError("%s: truncated: storage %r has no size field"
-                                      % (path, key))
-            (count,) = struct.unpack(order + "q", head)
-            if count != st.numel:
-                raise CheckpointError("%s: storage %r holds %d elements, expected %d"
-                                      % (path, key, count, st.numel))
-            dt = _raw_dtype(st.kind).newbyteorder(order)
-            nbytes = count * dt.itemsize
-            data = f.read(nbytes)
-            if len(data) < nbytes:
-                raise CheckpointError("%s: truncated: storage %r needs %d bytes, only %d "
-                                      "left" % (path, key, nbytes, len(data)))
-            st.raw = np.frombuffer(data, dtype=dt, count=count)
-        for key, st in storages.items():
-            if st.base is None and st.raw is None:
-                raise CheckpointError("%s: truncated or corrupt: storage %r has no data"
-                                      % (path, key))
+        _read_legacy_storages(f, path, keys, storages, "<" if little_endian else ">")
     return _finish(path, obj)
+
+
+def _legacy_pickle_reader(f, path):
+    """``read_pickle(what, persistent=None)``: loads the next pickle of the open legacy file
+    ``f``, any failure a CheckpointError naming ``what`` was being read."""
+    def read_pickle(what, persistent=None):
+        up = _RestrictedUnpickler(f, path, persistent or _no_persistent(path))
+        try:
+            return up.load()
+        except CheckpointError:
+            raise
+        except (EOFError, pickle.UnpicklingError, struct.error) as e:
+            raise CheckpointError("%s: truncated or corrupt legacy PyTorch checkpoint "
+                                  "while reading the %s (%s: %s)"
+                                  % (path, what, type(e).__name__, e)) from None
+        except (TypeError, AttributeError, ValueError, IndexError, KeyError) as e:
+            raise CheckpointError("%s: malformed pickle (%s) (%s: %s)"
+                                  % (path, what, type(e).__name__, e)) from None
+    return read_pickle
+
+
+def _read_legacy_header(read_pickle, path):
+    """Whether the legacy file's storages are little-endian, from its first three pickles
+    (magic number, protocol version, sys_info), which are checked."""
+    magic = read_pickle("magic number")
+    if magic != MAGIC_NUMBER:
+        raise CheckpointError("%s: a pickle file, but not a PyTorch checkpoint (no "
+                              "magic number)" % path)
+    version = read_pickle("protocol version")
+    if version != PROTOCOL_VERSION:
+        raise CheckpointError("%s: unsupported PyTorch protocol version %r"
+                              % (path, version))
+    sys_info = read_pickle("sys_info")
+    if isinstance(sys_info, dict):
+        return bool(sys_info.get("little_endian", True))
+    return True
+
+
+def _legacy_persistent_load(path, storages):
+    """The object tree's ``persistent_load``: the ``_Storage`` (or view of one) a persistent
+    id names, kept in ``storages`` by key so that the data can be read into it later."""
+    def persistent_load(pid):
+        kind, key, _location, numel, view = _parse_pid(path, pid)
+        if kind == "UntypedStorage":
+            raise CheckpointError("%s: untyped storage in a legacy file" % path)
+        root = storages.get(key)
+        if root is None:
+            root = storages[key] = _Storage(kind, numel, key)
+        if view is None:
+            return root
+        if not (isinstance(view, tuple) and len(view) == 3):
+            raise CheckpointError("%s: invalid storage view %r" % (path, view))
+        view_key, offset, size = view
+        view_key = str(view_key)
+        if view_key not in storages:
+            _check_int(offset, "storage view offset")
+            _check_int(size, "storage view size")
+            if offset + size > root.numel:
+                raise CheckpointError("%s: storage view past its root" % path)
+            storages[view_key] = _Storage(kind, size, view_key, base=root,
+                                          offset=offset)
+        return storages[view_key]
+    return persistent_load
+
+
+def _read_legacy_storages(f, path, keys, storages, order):
+    """Reads the data of the storages ``keys`` lists (each an int64 element count, then
+    the raw bytes, in byte ``order`` "<" or ">") from ``f`` into ``storages``; returns
+    nothing, and raises CheckpointError unless every root storage got its data."""
+    for key in keys:
+        key = str(key.decode("ascii") if isinstance(key, bytes) else key)
+        st = storages.get(key)
+        if st is None or st.base is not None:
+            raise CheckpointError("%s: storage %r is listed but never used" % (path, key))
+        head = f.read(8)
+        if len(head) < 8:
+            raise CheckpointError("%s: truncated: storage %r has no size field"
+                                  % (path, key))
+        (count,) = struct.unpack(order + "q", head)
+        if count != st.numel:
+            raise CheckpointError("%s: storage %r holds %d elements, expected %d"
+                                  % (path, key, count, st.numel))
+        dt = _raw_dtype(st.kind).newbyteorder(order)
+        nbytes = count * dt.itemsize
+        data = f.read(nbytes)
+        if len(data) < nbytes:
+            raise CheckpointError("%s: truncated: storage %r needs %d bytes, only %d "
+                                  "left" % (path, key, nbytes, len(data)))
+        st.raw = np.frombuffer(data, dtype=dt, count=count)
+    for key, st in storages.items():
+        if st.base is None and st.raw is None:
+            raise CheckpointError("%s: truncated or corrupt: storage %r has no data"
+                                  % (path, key))
 
 
 def _no_persistent(path):

@@ -89,57 +89,12 @@ def make_dataset(video_path, audio_path, annotation_path, subset, fps=30):
     Raises DatasetError listing every problem at once; leaves out videos with
     n_frames <= 0 with one warning naming them.
     """
-    problems = []
     try:
         classes, database = read_annotation(annotation_path)
     except AnnotationError as e:
         raise DatasetError(str(e)) from e
-    labels = list(classes.names)
-    class_to_idx = {name: i for i, name in enumerate(labels)}
-    entries, empty = [], []
-    for video_id, info in database.items():
-        if info.get("subset") != subset:
-            continue
-        label = (info.get("annotations") or {}).get("label")
-        if label not in class_to_idx:
-            problems.append(f"{video_id}: label {label!r} is not among the labels {labels}")
-            continue
-        video_dir = os.path.join(video_path, label, video_id)
-        audio_file = os.path.join(audio_path, label, video_id + ".mp3")
-        own = []
-        n_frames = None
-        if not os.path.isdir(video_dir):
-            own.append(f"{video_id}: frame folder missing: {video_dir}")
-        else:
-            try:
-                n_frames = read_n_frames(video_dir)
-            except (OSError, ValueError) as e:
-                own.append(f"{video_id}: unreadable n_frames file in {video_dir} "
-                           f"({e.__class__.__name__}: {e})")
-        if n_frames is not None and n_frames <= 0:
-            empty.append(video_id)
-            continue
-        if n_frames is not None:
-            for idx in sorted({1, n_frames}):
-                if not os.path.isfile(frame_file(video_dir, idx)):
-                    found = list_frame_indices(video_dir)
-                    on_disk = (f"the folder's frames end at {found[-1]:06d}.jpg" if found
-                               else "the folder holds no frames")
-                    own.append(f"{video_id}: frame {frame_file(video_dir, idx)} missing "
-                               f"(n_frames says {n_frames}, {on_disk})")
-        if not os.path.isfile(audio_file):
-            own.append(f"{video_id}: audio file missing: {audio_file}")
-        if own:
-            problems.extend(own)
-            continue
-        entries.append({
-            "video_id": video_id,
-            "label": label,
-            "target": class_to_idx[label],
-            "video_dir": video_dir,
-            "audio": audio_file,
-            "frame_indices": frame_indices(n_frames, fps),
-        })
+    entries, problems, empty = _subset_entries(database, subset, list(classes.names),
+                                               video_path, audio_path, fps)
     if problems:
         raise DatasetError(
             f"{len(problems)} problem(s) in the '{subset}' subset of {annotation_path} "
@@ -149,6 +104,72 @@ def make_dataset(video_path, audio_path, annotation_path, subset, fps=30):
         warnings.warn(f"{len(empty)} video(s) of the '{subset}' subset have n_frames <= 0 "
                       f"and are left out: {shown}")
     return entries, classes
+
+
+def _subset_entries(database, subset, labels, video_path, audio_path, fps):
+    """``(entries, problems, empty)`` of the annotation ``database``'s videos of ``subset``:
+    the entries of the videos that can be served, the problems of the others, and the ids
+    of the videos with n_frames <= 0."""
+    class_to_idx = {name: i for i, name in enumerate(labels)}
+    entries, problems, empty = [], [], []
+    for video_id, info in database.items():
+        if info.get("subset") != subset:
+            continue
+        label = (info.get("annotations") or {}).get("label")
+        if label not in class_to_idx:
+            problems.append(f"{video_id}: label {label!r} is not among the labels {labels}")
+            continue
+        video_dir = os.path.join(video_path, label, video_id)
+        audio_file = os.path.join(audio_path, label, video_id + ".mp3")
+        n_frames, own = _check_video(video_id, video_dir, audio_file)
+        if n_frames is not None and n_frames <= 0:
+            empty.append(video_id)
+        elif own:
+            problems.extend(own)
+        else:
+            entries.append({
+                "video_id": video_id,
+                "label": label,
+                "target": class_to_idx[label],
+                "video_dir": video_dir,
+                "audio": audio_file,
+                "frame_indices": frame_indices(n_frames, fps),
+            })
+    return entries, problems, empty
+
+
+def _check_video(video_id, video_dir, audio_file):
+    """``(n_frames, problems)`` of one video's prepared files: n_frames None when it cannot
+    be read; no problems for a video that can be served or has no frames (n_frames <= 0)."""
+    problems, n_frames = [], None
+    if not os.path.isdir(video_dir):
+        problems.append(f"{video_id}: frame folder missing: {video_dir}")
+    else:
+        try:
+            n_frames = read_n_frames(video_dir)
+        except (OSError, ValueError) as e:
+            problems.append(f"{video_id}: unreadable n_frames file in {video_dir} "
+                            f"({e.__class__.__name__}: {e})")
+    if n_frames is not None and n_frames <= 0:
+        return n_frames, problems  # left out, not checked further
+    if n_frames is not None:
+        problems += _missing_end_frames(video_id, video_dir, n_frames)
+    if not os.path.isfile(audio_file):
+        problems.append(f"{video_id}: audio file missing: {audio_file}")
+    return n_frames, problems
+
+
+def _missing_end_frames(video_id, video_dir, n_frames):
+    """One problem for each of the video's first and last frame (by ``n_frames``) missing."""
+    problems = []
+    for idx in sorted({1, n_frames}):
+        if not os.path.isfile(frame_file(video_dir, idx)):
+            found = list_frame_indices(video_dir)
+            on_disk = (f"the folder's frames end at {found[-1]:06d}.jpg" if found
+                       else "the folder holds no frames")
+            problems.append(f"{video_id}: frame {frame_file(video_dir, idx)} missing "
+                            f"(n_frames says {n_frames}, {on_disk})")
+    return problems
 
 
 class VE8Dataset(Dataset):

@@ -158,27 +158,62 @@ def plan_custom(src, root, split_dir=None, test_fraction=DEFAULT_TEST_FRACTION,
     """Check ``src`` (and the lists) and decide the dataset; raises CustomDatasetError
     naming every problem found. Writes nothing."""
     src, root = Path(src), Path(root)
-    notes = []
-    if split_dir is not None:
-        try:
-            splits = read_splits(split_dir, split)
-        except (SplitError, OSError) as e:
-            raise CustomDatasetError(str(e)) from None
-        if len(splits.labels) < 2:
-            raise CustomDatasetError(f"{split_dir}: a dataset needs at least two classes, "
-                                     f"classInd.txt names {len(splits.labels)}")
-        videos_by_class = {c: find_videos(resolve_class_dir(src, c)) for c in splits.labels}
+    made = split_dir is None
+    if made:
+        videos_by_class, notes = _raw_classes(src)
     else:
-        videos_by_class, empty = scan_classes(src)
-        if empty:
-            notes.append(f"folders of {src} without videos ({', '.join(VIDEO_EXTS[:4])}, ...) "
-                         f"are not classes: {', '.join(empty)}")
-        if len(videos_by_class) < 2:
-            raise CustomDatasetError(
-                f"{src} must hold at least two class folders of videos (RAW/<Class>/<video>.mp4); "
-                f"found {len(videos_by_class)}: {', '.join(videos_by_class) or 'none'}")
+        splits, videos_by_class = _listed_classes(src, split_dir, split)
+        notes = []
+    problems = _video_problems(src, videos_by_class, made)
+    if problems:
+        raise CustomDatasetError("\n".join(problems))
+    if made:
+        splits = made_split(videos_by_class, test_fraction, seed)
+    labels = list(splits.labels)
+
+    found, missing, unlisted = check_against_raw(splits, src)
+    lists_dir = None
+    if made:
+        lists_dir = Path(CUSTOM.lists_dir(root))
+        _check_old_lists(lists_dir, splits, split)
+    else:
+        _check_listed_subsets(splits, found, src, split_dir)
+    return CustomPlan(splits, found, missing, unlisted, parse_positive(positive, labels),
+                      lists_dir, notes)
+
+
+def _raw_classes(src) -> Tuple[Dict[str, Dict[str, Path]], List[str]]:
+    """``({class: {video_id: file}}, notes)`` of the class folders of ``src``; at least two."""
+    videos_by_class, empty = scan_classes(src)
+    notes = []
+    if empty:
+        notes.append(f"folders of {src} without videos ({', '.join(VIDEO_EXTS[:4])}, ...) "
+                     f"are not classes: {', '.join(empty)}")
+    if len(videos_by_class) < 2:
+        raise CustomDatasetError(
+            f"{src} must hold at least two class folders of videos (RAW/<Class>/<video>.mp4); "
+            f"found {len(videos_by_class)}: {', '.join(videos_by_class) or 'none'}")
+    return videos_by_class, notes
+
+
+def _listed_classes(src, split_dir, split) -> Tuple[Splits, Dict[str, Dict[str, Path]]]:
+    """``(splits, {class: {video_id: file}})`` of the lists of ``split_dir`` (at least two
+    classes) and of their class folders in ``src``."""
+    try:
+        splits = read_splits(split_dir, split)
+    except (SplitError, OSError) as e:
+        raise CustomDatasetError(str(e)) from None
+    if len(splits.labels) < 2:
+        raise CustomDatasetError(f"{split_dir}: a dataset needs at least two classes, "
+                                 f"classInd.txt names {len(splits.labels)}")
+    return splits, {c: find_videos(resolve_class_dir(src, c)) for c in splits.labels}
+
+
+def _video_problems(src, videos_by_class, made) -> List[str]:
+    """What stops the videos from making a dataset (a split to be ``made`` needs two videos
+    per class): one message per kind of problem, [] when none."""
     problems = []
-    if split_dir is None:
+    if made:
         few = [f"{c} ({len(v)} video{'s' if len(v) != 1 else ''})"
                for c, v in videos_by_class.items() if len(v) < 2]
         if few:
@@ -196,38 +231,35 @@ def plan_custom(src, root, split_dir=None, test_fraction=DEFAULT_TEST_FRACTION,
     if odd:
         problems.append(f"video names that begin or end with blanks cannot be written in the "
                         f"split lists: {', '.join(map(repr, odd[:10]))}")
-    if problems:
-        raise CustomDatasetError("\n".join(problems))
-    if split_dir is None:
-        splits = made_split(videos_by_class, test_fraction, seed)
-    labels = list(splits.labels)
+    return problems
 
-    found, missing, unlisted = check_against_raw(splits, src)
-    if split_dir is not None:
-        subset = {(e.cls, e.video_id): e.subset for e in splits.entries}
-        count = Counter((cls, subset[(cls, vid)]) for cls, vid in found)
-        short = [f"{c} ({count[(c, 'training')]} training, {count[(c, 'validation')]} test)"
-                 for c in labels if not count[(c, "training")] or not count[(c, "validation")]]
-        if short:
-            raise CustomDatasetError(
-                f"every class needs at least one training and one test video, found in {src}; "
-                f"the lists of {split_dir} leave too few for: {', '.join(short)}")
 
-    lists_dir = None
-    if split_dir is None:
-        lists_dir = Path(CUSTOM.lists_dir(root))
-        cind, train, test = split_files(lists_dir, split)
-        if any(p.exists() for p in (cind, train, test)):
-            try:
-                old = read_splits(lists_dir, split)
-            except (SplitError, OSError):
-                old = None
-            if old is None or not _same_split(old, splits):
-                raise CustomDatasetError(
-                    f"{lists_dir} holds the lists of another split of this dataset (made with "
-                    f"another --seed or --test_fraction, or from other videos), and they are "
-                    f"never overwritten: pass --split_dir {lists_dir} to keep that split, or "
-                    f"use another --dst for a new one")
-    return CustomPlan(splits, found, missing, unlisted, parse_positive(positive, labels),
-                      lists_dir, notes)
+def _check_listed_subsets(splits, found, src, split_dir) -> None:
+    """Raises CustomDatasetError when a class of the given lists has no training or no test
+    video among those ``found``."""
+    subset = {(e.cls, e.video_id): e.subset for e in splits.entries}
+    count = Counter((cls, subset[(cls, vid)]) for cls, vid in found)
+    short = [f"{c} ({count[(c, 'training')]} training, {count[(c, 'validation')]} test)"
+             for c in splits.labels if not count[(c, "training")] or not count[(c, "validation")]]
+    if short:
+        raise CustomDatasetError(
+            f"every class needs at least one training and one test video, found in {src}; "
+            f"the lists of {split_dir} leave too few for: {', '.join(short)}")
 
+
+def _check_old_lists(lists_dir, splits, split) -> None:
+    """Raises CustomDatasetError when ``lists_dir`` holds the lists of a split other than
+    ``splits`` (they are never overwritten)."""
+    cind, train, test = split_files(lists_dir, split)
+    if not any(p.exists() for p in (cind, train, test)):
+        return
+    try:
+        old = read_splits(lists_dir, split)
+    except (SplitError, OSError):
+        old = None
+    if old is None or not _same_split(old, splits):
+        raise CustomDatasetError(
+            f"{lists_dir} holds the lists of another split of this dataset (made with "
+            f"another --seed or --test_fraction, or from other videos), and they are "
+            f"never overwritten: pass --split_dir {lists_dir} to keep that split, or "
+            f"use another --dst for a new one")

@@ -118,7 +118,8 @@ def video_job(key, path, params, seconds, ffmpeg, overwrite) -> Result:
     return Result(key, "done")
 
 
-def main(argv=None) -> int:
+def make_parser():
+    """The command line of make_demo_dataset.py."""
     parser = tool_parser("Make a synthetic VE-8-layout raw dataset (RAW/<Class>/<id>.mp4 with sound) "
                          "and its split lists in RAW/splits/.")
     parser.add_argument("--dst", required=True, help="raw dataset folder to write (RAW)")
@@ -134,6 +135,11 @@ def main(argv=None) -> int:
                         help="write no split lists; videos are named <class>-clip-NN")
     parser.add_argument("--overwrite", action="store_true", help="remake videos that exist")
     add_common_args(parser)
+    return parser
+
+
+def main(argv=None) -> int:
+    parser = make_parser()
     args = parser.parse_args(argv)
     if args.per_class_train < 1 or args.per_class_test < 0 or args.seconds <= 0:
         parser.error("need --per_class_train >= 1, --per_class_test >= 0 and --seconds > 0")
@@ -145,9 +151,28 @@ def main(argv=None) -> int:
         classes = [c.strip() for c in args.classes.split(",") if c.strip()]
         if not 2 <= len(classes) <= len(VE8_CLASSES) or len(set(classes)) != len(classes):
             parser.error(f"--classes takes 2 to {len(VE8_CLASSES)} different names")
+
+    jobs, train_lines, test_lines = plan_videos(args, classes, raw, ffmpeg)
+    results = run_parallel(video_job, jobs, args.workers, "demo videos", not args.no_progress)
+
+    failed = print_summary(f"demo dataset {raw}", results)
+    if args.no_lists:
+        print(f"{len(classes)} classes x {args.per_class_train + args.per_class_test} videos of "
+              f"{args.seconds:g} s")
+        print(f"next: python tools/prepare_dataset.py --dataset custom --src {raw} --dst DATA_ROOT")
+        return 1 if failed else 0
+    write_lists(split_dir, classes, train_lines, test_lines)
+    print(f"{len(classes)} classes x ({args.per_class_train} train + {args.per_class_test} test) "
+          f"videos of {args.seconds:g} s; split lists in {split_dir}")
+    print(f"next: python tools/prepare_dataset.py --src {raw} --dst DATA_ROOT --split_dir {split_dir}")
+    return 1 if failed else 0
+
+
+def plan_videos(args, classes, raw, ffmpeg):
+    """``(jobs, train_lines, test_lines)``: the ``video_job`` arguments of every video and
+    its line in the split lists; makes the class folders, without their partials."""
     groups = ((("clip", args.per_class_train + args.per_class_test),) if args.no_lists else
               (("train", args.per_class_train), ("test", args.per_class_test)))
-
     jobs, train_lines, test_lines = [], [], []
     for c, cls in enumerate(classes):
         style = c * len(VE8_CLASSES) // len(classes)  # the synthetic class it looks like
@@ -161,22 +186,16 @@ def main(argv=None) -> int:
                              ffmpeg, args.overwrite))
                 (train_lines if split == "train" else test_lines).append(
                     f"{cls}/{vid} {c + 1}" if split == "train" else f"{cls}/{vid}")
-    results = run_parallel(video_job, jobs, args.workers, "demo videos", not args.no_progress)
+    return jobs, train_lines, test_lines
 
-    failed = print_summary(f"demo dataset {raw}", results)
-    if args.no_lists:
-        print(f"{len(classes)} classes x {args.per_class_train + args.per_class_test} videos of "
-              f"{args.seconds:g} s")
-        print(f"next: python tools/prepare_dataset.py --dataset custom --src {raw} --dst DATA_ROOT")
-        return 1 if failed else 0
+
+def write_lists(split_dir, classes, train_lines, test_lines) -> None:
+    """Write classInd.txt, trainlist01.txt and testlist01.txt into ``split_dir`` (unchanged
+    files are left alone)."""
     split_dir.mkdir(parents=True, exist_ok=True)
     write_text_if_changed(split_dir / "classInd.txt", "".join(f"{i + 1} {c}\n" for i, c in enumerate(classes)))
     write_text_if_changed(split_dir / "trainlist01.txt", "".join(l + "\n" for l in train_lines))
     write_text_if_changed(split_dir / "testlist01.txt", "".join(l + "\n" for l in test_lines))
-    print(f"{len(classes)} classes x ({args.per_class_train} train + {args.per_class_test} test) "
-          f"videos of {args.seconds:g} s; split lists in {split_dir}")
-    print(f"next: python tools/prepare_dataset.py --src {raw} --dst DATA_ROOT --split_dir {split_dir}")
-    return 1 if failed else 0
 
 
 if __name__ == "__main__":

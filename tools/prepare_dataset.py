@@ -67,7 +67,8 @@ def _warn_list(title, items):
     sys.stderr.flush()
 
 
-def main(argv=None) -> int:
+def make_parser():
+    """The command line of prepare_dataset.py (and of its --check)."""
     parser = tool_parser("Raw videos (RAW/<Class>/<id>.mp4) -> frames, n_frames, mp3 and annotation "
                          "json under ROOT, for the videos of the split lists.")
     parser.add_argument("--src", default=None,
@@ -90,6 +91,11 @@ def main(argv=None) -> int:
                         help="the positive classes, comma-separated (the polarity, which the "
                              "PCCE loss needs; default: unknown)")
     add_common_args(parser)
+    return parser
+
+
+def main(argv=None) -> int:
+    parser = make_parser()
     args = parser.parse_args(argv)
     if args.check:
         return check_dataset.run(args)
@@ -99,13 +105,18 @@ def main(argv=None) -> int:
     src, root = Path(args.src), Path(args.dst)
     if not src.is_dir():
         parser.error(f"no such folder: {src}")
+    return prepare(parser, args, src, root, ffmpeg)
+
+
+def prepare(parser, args, src, root, ffmpeg) -> int:
+    """Lists, frames, mp3 and json (steps 1 to 4) for the checked command line, then
+    the summary; returns the exit status."""
     facts = DATASETS[args.dataset]
     imgs, mp3s = root / facts.frames_folder, root / facts.audio_folder
     json_path = root / facts.annotation_file(args.split)
     start = time.time()
 
     # 1. lists, checked against the raw folder
-    positive = None
     if args.dataset == "custom":
         plan = custom_plan(parser, args, src, root)
         if plan is None:
@@ -113,41 +124,15 @@ def main(argv=None) -> int:
         splits, found, missing, unlisted, positive = (plan.splits, plan.found, plan.missing,
                                                       plan.unlisted, plan.positive)
     else:
-        given = [f for f, v in (("--test_fraction", args.test_fraction), ("--seed", args.seed),
-                                ("--positive_classes", args.positive_classes)) if v is not None]
-        if given:
-            parser.error(f"{', '.join(given)}: only for --dataset custom ({facts.title} has its "
-                         f"own split lists and polarity)")
-        splits = read_splits_of(args)
+        splits = release_splits(parser, args, facts.title)
         if splits is None:
             return 1
-        found, missing, unlisted = check_against_raw(splits, src)
-    missing_file = root / f"{args.dataset}_missing_videos.txt"
-    if missing:
-        root.mkdir(parents=True, exist_ok=True)
-        missing_file.write_text("".join(m + "\n" for m in missing), encoding="utf-8")
-        absent = [c for c in splits.labels if not resolve_class_dir(src, c).is_dir()]
-        if absent:
-            _warn_list(f"class folders missing in {src}", absent)
-        _warn_list(f"listed videos with no video file in {src} (full list in {missing_file})", missing)
-    elif missing_file.exists():
-        missing_file.unlink()
-    if unlisted:
-        print(f"note: {len(unlisted)} videos in {src} are in no list and are ignored", file=sys.stderr)
+        (found, missing, unlisted), positive = check_against_raw(splits, src), None
+    missing_file = report_missing(args.dataset, splits, src, root, missing, unlisted)
     print(f"{len(found)} of {len(splits.entries)} listed videos found in {src}")
 
-    # 2. frames + n_frames, 3. mp3 (class folders named as in the lists)
-    for cls in splits.labels:
-        remove_partials(imgs / cls)
-        if not args.no_audio:
-            remove_partials(mp3s / cls)
-    keys = sorted(found)
-    frame_jobs = [(f"{c}/{v}", found[(c, v)], imgs / c / v, ffmpeg) for c, v in keys]
-    frames = run_parallel(frames_job, frame_jobs, args.workers, "frames", not args.no_progress)
-    audio = []
-    if not args.no_audio:
-        audio_jobs = [(f"{c}/{v}", found[(c, v)], mp3s / c / f"{v}.mp3", ffmpeg) for c, v in keys]
-        audio = run_parallel(audio_job, audio_jobs, args.workers, "mp3", not args.no_progress)
+    # 2. frames + n_frames, 3. mp3
+    frames, audio = extract(args, splits.labels, found, imgs, mp3s, ffmpeg)
 
     # 4. json
     ann = splits.annotation(positive)
@@ -160,9 +145,7 @@ def main(argv=None) -> int:
         failed += print_summary(f"mp3 -> {mp3s}", audio)
     print(f"json -> {json_path}: {describe(ann)} ({'written' if changed else 'unchanged'})")
     if args.dataset == "custom":
-        print(f"classes: {', '.join(ann['labels'])}; positive: "
-              + (", ".join(ann["positive_classes"]) if ann["positive_classes"] is not None
-                 else "unknown (train with --loss_func ce, or prepare again with --positive_classes)"))
+        print(polarity_line(ann))
     if missing:
         print(f"MISSING: {len(missing)} listed videos have no file (see {missing_file})")
     if failed:
@@ -170,6 +153,60 @@ def main(argv=None) -> int:
         print(f"FAILED: {len(bad)} videos could not be processed: " + ", ".join(bad[:20])
               + (" ..." if len(bad) > 20 else ""))
     return 1 if failed or (args.strict and missing) else 0
+
+
+def release_splits(parser, args, title):
+    """The split lists of a dataset that ships them (ve8, ek6), warnings printed; None
+    (after saying why) when they cannot be used."""
+    given = [f for f, v in (("--test_fraction", args.test_fraction), ("--seed", args.seed),
+                            ("--positive_classes", args.positive_classes)) if v is not None]
+    if given:
+        parser.error(f"{', '.join(given)}: only for --dataset custom ({title} has its "
+                     f"own split lists and polarity)")
+    return read_splits_of(args)
+
+
+def report_missing(dataset, splits, src, root, missing, unlisted):
+    """The path of ROOT/<dataset>_missing_videos.txt, written when listed videos are
+    missing (and warned about), removed when none are."""
+    missing_file = root / f"{dataset}_missing_videos.txt"
+    if missing:
+        root.mkdir(parents=True, exist_ok=True)
+        missing_file.write_text("".join(m + "\n" for m in missing), encoding="utf-8")
+        absent = [c for c in splits.labels if not resolve_class_dir(src, c).is_dir()]
+        if absent:
+            _warn_list(f"class folders missing in {src}", absent)
+        _warn_list(f"listed videos with no video file in {src} (full list in {missing_file})", missing)
+    elif missing_file.exists():
+        missing_file.unlink()
+    if unlisted:
+        print(f"note: {len(unlisted)} videos in {src} are in no list and are ignored", file=sys.stderr)
+    return missing_file
+
+
+def extract(args, labels, found, imgs, mp3s, ffmpeg):
+    """``(frames, audio)``: the results of the frame jobs and of the mp3 jobs (none with
+    --no_audio) of the ``found`` videos."""
+    # class folders named as in the lists; partials of an interrupted run go first
+    for cls in labels:
+        remove_partials(imgs / cls)
+        if not args.no_audio:
+            remove_partials(mp3s / cls)
+    keys = sorted(found)
+    frame_jobs = [(f"{c}/{v}", found[(c, v)], imgs / c / v, ffmpeg) for c, v in keys]
+    frames = run_parallel(frames_job, frame_jobs, args.workers, "frames", not args.no_progress)
+    audio = []
+    if not args.no_audio:
+        audio_jobs = [(f"{c}/{v}", found[(c, v)], mp3s / c / f"{v}.mp3", ffmpeg) for c, v in keys]
+        audio = run_parallel(audio_job, audio_jobs, args.workers, "mp3", not args.no_progress)
+    return frames, audio
+
+
+def polarity_line(ann):
+    """The summary line of a custom dataset's classes and positive classes."""
+    return (f"classes: {', '.join(ann['labels'])}; positive: "
+            + (", ".join(ann["positive_classes"]) if ann["positive_classes"] is not None
+               else "unknown (train with --loss_func ce, or prepare again with --positive_classes)"))
 
 
 def custom_plan(parser, args, src, root):
