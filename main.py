@@ -77,13 +77,10 @@ def preflight(args, opt):
     fit together (checkpoint None without --resume_path); UsageError otherwise. Runs before
     Jittor starts: the classes decide the model and the loss."""
     from core.checkpoint import CheckpointError, read_checkpoint_file
-    from datasets.catalog import AnnotationError, missing_dataset, read_annotation
+    from datasets.catalog import AnnotationError, dataset_classes
     from model import check_classes
-    missing = missing_dataset(opt)
-    if missing:
-        raise UsageError(missing)
     try:
-        classes, _ = read_annotation(opt.annotation_path)
+        classes = dataset_classes(opt)
     except AnnotationError as e:
         raise UsageError(str(e)) from None
     problem = class_problem(classes, args, opt)

@@ -84,16 +84,13 @@ def resolve_options(argv=None):
 def check_dataset(opt, ckpt):
     """The annotation's classes, once the dataset's files and classes are known to suit the
     checkpoint (UsageError otherwise)."""
-    from datasets.catalog import AnnotationError, missing_dataset, read_annotation
+    from datasets.catalog import AnnotationError, dataset_classes
     from model import check_classes
 
-    missing = missing_dataset(opt)
-    if missing:
-        raise UsageError(missing)
     try:
-        classes, _ = read_annotation(opt.annotation_path)
+        classes = dataset_classes(opt)
     except AnnotationError as e:
-        raise UsageError(str(e))
+        raise UsageError(str(e)) from None
     check_classes(ckpt, opt.resume_path, classes, opt.annotation_path)
     return classes
 

@@ -169,26 +169,36 @@ def say_ending(status):
 
 
 def watch_ranks(folder, command):
-    """Under MPI, start core/watchdog.py (on rank 0) for the ranks on rank 0's machine:
-    one that dies ends the job with the last checkpoint in ``folder`` and ``command``
-    (the resume command, ``@CHECKPOINT@`` standing for the checkpoint). A collective:
-    every rank calls it."""
+    """Under MPI, start core/watchdog.py on each machine of the job (by its first rank)
+    for the ranks on that machine: one that dies ends the job with the last checkpoint in
+    ``folder`` and ``command`` (the resume command, ``@CHECKPOINT@`` standing for the
+    checkpoint). A collective: every rank calls it."""
     if not in_mpi():
         return
-    if is_main_process():  # before any rank can say it ends
-        shutil.rmtree(_state_dir(), ignore_errors=True)
-        os.makedirs(_state_dir())
     n = world_size()
     me = np.zeros(2 * n)
     me[rank()], me[n + rank()] = os.getpid(), zlib.crc32(os.uname().nodename.encode())
     table = all_reduce_sum(me)
-    if not is_main_process():
+    watched = machine_ranks(table[n:], rank())
+    if watched:  # the first rank on its machine
+        shutil.rmtree(_state_dir(), ignore_errors=True)
+        os.makedirs(_state_dir())
+    barrier()  # every machine's state folder is made before any rank can say it ends
+    if not watched:
         return
-    pids = ",".join(str(int(table[k])) if table[n + k] == table[n] else "-" for k in range(n))
+    pids = ",".join(str(int(table[k])) if k in watched else "-" for k in range(n))
     script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "watchdog.py")
     subprocess.Popen([sys.executable, script, _state_dir(), folder, pids, str(os.getppid()),
                       command], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                      start_new_session=True)
+
+
+def machine_ranks(machines, me):
+    """The ranks that share rank ``me``'s machine when ``me`` is the first of them (its
+    watchdog watches them), else an empty list. ``machines[k]``: rank k's machine, as a
+    number."""
+    mine = [k for k in range(len(machines)) if machines[k] == machines[me]]
+    return mine if mine[0] == me else []
 
 
 def abort(message, code=1):

@@ -2,10 +2,12 @@
 
     python core/watchdog.py STATE_DIR FOLDER PIDS LAUNCHER COMMAND
 
-Rank 0 of ``mpirun ... main.py`` starts it (``core.distributed.watch_ranks``) with the
-process ids of the ranks on this machine (``PIDS``: ``pid0,pid1,...``, ``-`` for a rank on
-another machine), their launcher's (mpirun's) process id, the experiment folder and the
-command that resumes the run (``@CHECKPOINT@`` stands for the checkpoint).
+The first rank on each machine of ``mpirun ... main.py`` starts one
+(``core.distributed.watch_ranks``) with the process ids of the ranks on that machine
+(``PIDS``: ``pid0,pid1,...``, ``-`` for a rank on another machine), their launcher's
+(mpirun's, or Open MPI's daemon's) process id, the experiment folder and the command that
+resumes the run (``@CHECKPOINT@`` stands for the checkpoint). Once the ranks of one
+machine are gone, Open MPI ends the ranks on the others.
 
 Every 0.1 s it checks that the ranks are alive. Each rank says how it ends, in
 ``STATE_DIR/<rank>`` (``core.distributed.say_ending``): 0 when it is done, its exit status

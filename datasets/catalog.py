@@ -155,6 +155,15 @@ def read_annotation(path):
                               f"{type(e).__name__}: {e}") from None
 
 
+def dataset_classes(opt):
+    """The classes of the prepared dataset the options point to; AnnotationError saying
+    what is missing (``missing_dataset``) or what is wrong with its annotation."""
+    missing = missing_dataset(opt)
+    if missing:
+        raise AnnotationError(missing)
+    return read_annotation(opt.annotation_path)[0]
+
+
 def classes_of_record(record, dataset=None, n_classes=None):
     """The classes an annotation or a checkpoint's meta (a dict) states in ``labels`` /
     ``positive_classes``; the table's for ``dataset`` when it states none (a release

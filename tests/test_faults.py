@@ -345,3 +345,12 @@ def test_a_dead_rank_ends_the_job_naming_it_and_the_checkpoint(demo_data, mpi_fu
     proc = resume_with_printed_command(err, mpi=True)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert_same_run(folder, mpi_full_run)
+
+
+def test_each_machine_of_a_job_has_one_watchdog_over_its_own_ranks():
+    """Ranks 0, 1 and 3 on one machine, 2 and 4 on another: the first rank of each machine
+    watches that machine's ranks, the others start no watchdog."""
+    from core.distributed import machine_ranks
+
+    machines = [7.0, 7.0, 9.0, 7.0, 9.0]
+    assert [machine_ranks(machines, me) for me in range(5)] == [[0, 1, 3], [], [2, 4], [], []]
