@@ -20,6 +20,8 @@ instead of ``import jittor``, so that a fresh machine needs no hand-set variable
   PyTorch; the tests, which do, import it before Jittor (``tests/conftest.py``), which is
   the order that needs no such fix.
 - NumPy's float limits are computed before any Jittor kernel runs (``_cache_float_limits``).
+- Each kernel compiles under a lock that outlives a process killed mid-compile
+  (``core/locked_compile.py``), so that the next process never loads a half-written one.
 """
 import os
 import sys
@@ -67,5 +69,7 @@ _cache_float_limits()
 import jittor as jt  # noqa: E402  (the environment above must be set first)
 
 jt.flags.use_cuda = int(jt.compiler.has_cuda and not cpu_requested())
+jt.flags.python_path = '"%s" "%s"' % (sys.executable, os.path.join(
+    os.path.dirname(os.path.abspath(__file__)), "locked_compile.py"))
 
 __all__ = ["jt", "cuda_device_count", "cpu_requested"]

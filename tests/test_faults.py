@@ -217,8 +217,9 @@ def message(stderr, first):
     """The lines of ``stderr`` from the one that starts with ``first`` on (progress bars,
     which end with carriage returns, apart)."""
     lines = [line for line in re.split(r"[\r\n]", stderr) if line.strip()]
-    at = next(i for i, line in enumerate(lines) if line.startswith(first))
-    return lines[at:]
+    at = [i for i, line in enumerate(lines) if line.startswith(first)]
+    assert at, f"no line starts with {first!r} in:\n{stderr}"
+    return lines[at[0]:]
 
 
 def test_ctrl_c_drops_the_epoch_in_progress_and_resumes_exactly(demo_data, full_run, tmp_path):
