@@ -3,9 +3,9 @@
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-# e.g. PYTEST_ARGS="-n 2 --dist loadscope": one pytest process per core, once Jittor's
-# kernels are compiled (docs/tests.md)
-PYTEST_ARGS ?=
+# Two pytest processes (pytest-xdist), each test module in one of them; PYTEST_ARGS= runs
+# one (docs/tests.md)
+PYTEST_ARGS ?= -n 2 --dist loadscope
 
 .PHONY: venv test demo clean-demo
 

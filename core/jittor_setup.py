@@ -62,6 +62,19 @@ def _cache_float_limits():
         np.finfo(t)
 
 
+def _locked_compile_command():
+    """Jittor's ``python_path``, which starts each kernel's compile command: this Python
+    running core/locked_compile.py, from a copy in Jittor's cache folder, so that the
+    command (part of each kernel's cache key) does not depend on where this checkout
+    lies, and two checkouts sharing one environment reuse each other's kernels."""
+    from core.atomic_file import write_text_if_changed
+    with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "locked_compile.py"),
+              encoding="utf-8") as f:
+        script = os.path.join(jt.flags.cache_path, "locked_compile.py")
+        write_text_if_changed(script, f.read())
+    return f'"{sys.executable}" "{script}"'
+
+
 if "jittor" not in sys.modules:
     _configure_environment()
 _cache_float_limits()
@@ -69,7 +82,6 @@ _cache_float_limits()
 import jittor as jt  # noqa: E402  (the environment above must be set first)
 
 jt.flags.use_cuda = int(jt.compiler.has_cuda and not cpu_requested())
-jt.flags.python_path = '"%s" "%s"' % (sys.executable, os.path.join(
-    os.path.dirname(os.path.abspath(__file__)), "locked_compile.py"))
+jt.flags.python_path = _locked_compile_command()
 
 __all__ = ["jt", "cuda_device_count", "cpu_requested"]
