@@ -35,6 +35,10 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 PLACEHOLDER = "@CHECKPOINT@"
 POLL_S = 0.1
+#: The status of a rank stopped by SIGTERM: what mpirun sends the other ranks once one has
+#: died, sometimes before this watchdog sees it gone (a scheduler's SIGTERM reaches every
+#: rank, and none dies without a word then).
+STOPPED_BY_MPIRUN = 143
 
 
 def alive(pid):
@@ -81,22 +85,24 @@ def watch(state_dir, folder, ranks, command):
         time.sleep(POLL_S)
         gone = [r for r, pid in ranks.items() if not alive(pid)]
         said = {r: _ended(state_dir, r) for r in ranks}
-        if any(status is not None and status != 0 for status in said.values()):
+        if any(status not in (None, 0, STOPPED_BY_MPIRUN) for status in said.values()):
             return None  # a rank failed or was interrupted, and says so itself
         died = [r for r in gone if said[r] is None]
-        if died and len(gone) < len(ranks):
-            for r, pid in ranks.items():
-                if r not in gone:
-                    try:
-                        os.kill(pid, signal.SIGKILL)
-                    except OSError:
-                        pass
-            return (f"rank {died[0]} (process {ranks[died[0]]}) died without a word (killed, "
-                    f"out of memory or crashed); stopping all {{n}} processes.")
-        if len(gone) == len(ranks):
-            return None if not died else (
-                "all {n} processes were stopped at once, before they could say so (mpirun "
-                "was interrupted or killed).")
+        if not died:
+            if len(gone) == len(ranks):
+                return None
+            continue
+        if len(died) == len(ranks):
+            return ("all {n} processes were stopped at once, before they could say so "
+                    "(mpirun was interrupted or killed).")
+        for r, pid in ranks.items():
+            if r not in gone:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except OSError:
+                    pass
+        return (f"rank {died[0]} (process {ranks[died[0]]}) died without a word (killed, "
+                f"out of memory or crashed); stopping all {{n}} processes.")
 
 
 def main(argv):

@@ -355,3 +355,26 @@ def test_each_machine_of_a_job_has_one_watchdog_over_its_own_ranks():
 
     machines = [7.0, 7.0, 9.0, 7.0, 9.0]
     assert [machine_ranks(machines, me) for me in range(5)] == [[0, 1, 3], [], [2, 4], [], []]
+
+
+def test_a_dead_rank_is_named_even_when_mpirun_stopped_the_other_first(tmp_path):
+    """Rank 1 gone without a word, rank 0 stopped by SIGTERM (mpirun's answer to the death,
+    which may come before the watchdog's look): the watchdog names rank 1. A rank that
+    failed on its own (status 1) says why itself: the watchdog says nothing."""
+    from core import watchdog
+
+    def ranks_gone(said_by_rank_0):
+        state = tmp_path / f"said{said_by_rank_0}"
+        state.mkdir()
+        procs = [subprocess.Popen([PY, "-c", "import time; time.sleep(60)"]) for _ in range(2)]
+        (state / "0").write_text(str(said_by_rank_0))
+        for p in procs:
+            p.kill()
+            p.wait()
+        pids = {r: p.pid for r, p in enumerate(procs)}
+        return watchdog.watch(str(state), str(tmp_path / "run"), pids, "cmd"), pids
+
+    first, pids = ranks_gone(143)
+    assert first == (f"rank 1 (process {pids[1]}) died without a word (killed, out of memory "
+                     f"or crashed); stopping all {{n}} processes.")
+    assert ranks_gone(1)[0] is None
