@@ -169,6 +169,7 @@ def test_a_folder_that_cannot_be_written_stops_before_training(demo_data, full_r
     read_only = tmpfs(1 << 20, read_only=True)
     proc = main_py(*train_args(demo_data, read_only, "ro", 1))
     assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    print(proc.stderr)
     assert proc.stderr.strip().splitlines() == [
         f"main.py: error: cannot write {read_only / 'ro'}: the filesystem is read-only.",
         "Make that folder writable (or choose another one), then run it again."]
@@ -215,10 +216,11 @@ def test_write_failure_injected(demo_data, full_run, tmp_path, monkeypatch, caps
 
 def message(stderr, first):
     """The lines of ``stderr`` from the one that starts with ``first`` on (progress bars,
-    which end with carriage returns, apart)."""
+    which end with carriage returns, apart), printed (``pytest -s`` shows them)."""
     lines = [line for line in re.split(r"[\r\n]", stderr) if line.strip()]
     at = [i for i, line in enumerate(lines) if line.startswith(first)]
     assert at, f"no line starts with {first!r} in:\n{stderr}"
+    print("\n".join(lines[at[0]:]))
     return lines[at[0]:]
 
 
@@ -287,6 +289,7 @@ def test_a_second_run_into_the_same_folder_refuses_naming_the_first(demo_data, t
         os.killpg(first.proc.pid, signal.SIGTERM)  # core/child_processes.py)
         first.proc.wait()
     assert second.returncode == 2, second.stderr
+    print(second.stderr)
     assert second.stderr.strip() == (
         f"main.py: error: {tmp_path / 'twice'} is in use by another run (process {first.proc.pid} "
         f"on {os.uname().nodename}); wait until it ends, or choose another --expr_name")
