@@ -108,6 +108,7 @@ def main():
 
     cfg = CONFIGS[args.config]
     if args.release_src:
+        args.release_python = None  # profiled in this process: this Python needs torchvision
         check_release(parser, args)
         total, count = torch_profile(cfg, args.mode, args.threads, args.release_src, args.shapes)
     elif args.framework == "torch":
