@@ -21,6 +21,17 @@ from filelock import FileLock
 
 REPO = Path(__file__).resolve().parents[1]
 
+#: The modules that take longest (module-wide references, training runs), longest first:
+#: collected first, so that the two processes of ``make test`` (each module in one) end
+#: together instead of one long module running alone at the end.
+SLOW_FIRST = ("test_parity.py", "test_faults.py", "test_train.py", "test_cuda_branches.py",
+              "test_predict.py", "test_trajectory.py", "test_bad_data.py", "test_mpi.py")
+
+
+def pytest_collection_modifyitems(items):
+    first = {name: i for i, name in enumerate(SLOW_FIRST)}
+    items.sort(key=lambda item: first.get(item.path.name, len(SLOW_FIRST)))  # stable
+
 
 @pytest.fixture(scope="session", autouse=True)
 def children_may_die():
