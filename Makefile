@@ -3,9 +3,9 @@
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-# Two pytest processes (pytest-xdist), each test module in one of them; PYTEST_ARGS= runs
-# one (docs/tests.md)
-PYTEST_ARGS ?= -n 2 --dist loadscope
+# Two pytest processes (pytest-xdist), each test module in one of them, handed out in the
+# order tests/conftest.py gives (longest first); PYTEST_ARGS= runs one (docs/tests.md)
+PYTEST_ARGS ?= -n 2 --dist loadscope --no-loadscope-reorder
 
 .PHONY: venv test demo clean-demo
 
