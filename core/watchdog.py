@@ -38,7 +38,7 @@ POLL_S = 0.1
 #: The status of a rank stopped by SIGTERM: what mpirun sends the other ranks once one has
 #: died, sometimes before this watchdog sees it gone (a scheduler's SIGTERM reaches every
 #: rank, and none dies without a word then).
-STOPPED_BY_MPIRUN = 143
+STOPPED_BY_MPIRUN = 128 + signal.SIGTERM
 
 
 def alive(pid):
