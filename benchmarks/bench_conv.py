@@ -40,7 +40,6 @@ BUILDS = ("jittor", "pypi")
 def model_layers(config):
     """[(name, kind, x shape, w shape, stride, padding, trainable, count)] of every distinct
     convolution the model runs, in order of first use (channels-last shapes)."""
-    import numpy as np
     from benchmarks.bench_model import CONFIGS, make_batch, model_options
     from core.jittor_setup import jt
     from model import generate_model
@@ -187,7 +186,7 @@ def describe(layer):
     return f"{name}{f' (x{count})' if count > 1 else ''}", f"{w[1]}->{w[0]} k{k} s{s} on {x[0]}x{spatial}"
 
 
-def main():
+def parse_args():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--config", default="bench")
     parser.add_argument("--pairs", type=int, default=5)
@@ -197,10 +196,12 @@ def main():
                         help="wall time, or the process's CPU time (all threads)")
     parser.add_argument("--markdown", help="also write the table to this file")
     parser.add_argument("--worker", choices=BUILDS, help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    if args.worker:
-        return worker(args)
+    return parser.parse_args()
 
+
+def measure(args):
+    """``(versions, rows, load averages)``: each layer's passes timed in both builds'
+    workers, interleaved; a row is ``(layer, pass, median times, ratio spread, kernels)``."""
     workers = []
     for build in BUILDS:
         env = dict(os.environ, VAANET_ONEDNN=build, OMP_NUM_THREADS=str(args.threads))
@@ -227,7 +228,11 @@ def main():
     finally:
         for w in workers:
             w.close()
+    return versions, rows, load
 
+
+def report(args, versions, rows, load):
+    """The markdown table of ``measure``'s rows and the totals over the model's calls."""
     lines = [f"oneDNN {versions[0]} (Jittor's) and {versions[1]} (PyPI onednn-cpu-gomp), "
              f"config {args.config}, {args.threads} threads, {args.clock} time, {args.pairs} "
              f"interleaved pairs "
@@ -249,13 +254,18 @@ def main():
         group = ("audio " if layer[5] else "backbone ") + p
         for j in range(2):
             totals[group][j] += t[j] * layer[6]
-    lines.append("")
-    lines.append("Totals over the model's calls (layer time x number of such layers):")
-    lines.append("")
+    lines += ["", "Totals over the model's calls (layer time x number of such layers):", ""]
     for group, (a, b) in totals.items():
         lines.append(f"- {group}: {a * 1e3:.1f} ms ({versions[0]}) vs {b * 1e3:.1f} ms "
                      f"({versions[1]}), {b / a:.2f}")
-    text = "\n".join(lines)
+    return "\n".join(lines)
+
+
+def main():
+    args = parse_args()
+    if args.worker:
+        return worker(args)
+    text = report(args, *measure(args))
     print(text)
     if args.markdown:
         with open(args.markdown, "w") as f:
