@@ -259,6 +259,7 @@ class Training:
         """Train epoch ``epoch`` and save it (save_<epoch>.npz, not yet evaluated)."""
         from core import distributed
         from core.experiment import checkpoint_path
+        from core.stopping import deferred
         from core.train import train_epoch
         from model import checkpoint_meta
         self.epoch, self.phase = epoch, "training"
@@ -267,21 +268,25 @@ class Training:
                          progress=self.main_rank,
                          on_batch=self.experiment.log_batch if self.main_rank else None)
         tr = distributed.average_metrics(tr)
-        # The epoch's training is saved before its evaluation, which may fail on bad data.
-        if self.main_rank:
-            self.experiment.log({"epoch": epoch, "split": "train", "loss": tr["loss"],
-                                 "acc": tr["acc"], "time": tr["time"],
-                                 "lr": self.opt.learning_rate})
-            meta = checkpoint_meta(epoch, self.args, self.classes, best_acc=self.best_acc,
-                                   val_acc=None, evaluated=False)
-            self.experiment.save(epoch, self.model, self.optimizer, meta)
-        self.last_checkpoint = checkpoint_path(self.folder, epoch)
+        # The epoch's training is saved before its evaluation, which may fail on bad data;
+        # a stop signal waits until the file and the record of it agree.
+        with deferred():
+            if self.main_rank:
+                self.experiment.log({"epoch": epoch, "split": "train", "loss": tr["loss"],
+                                     "acc": tr["acc"], "time": tr["time"],
+                                     "lr": self.opt.learning_rate})
+                meta = checkpoint_meta(epoch, self.args, self.classes,
+                                       best_acc=self.best_acc, val_acc=None, evaluated=False)
+                self.experiment.save(epoch, self.model, self.optimizer, meta)
+            self.last_checkpoint = checkpoint_path(self.folder, epoch)
+            self.phase = "evaluation"  # what is left of the epoch
         self.train_summary = (f"{tr['time']:.0f}s  train loss {tr['loss']:.4f} "
                               f"acc {tr['acc']:.3f} | ")
         distributed.barrier()  # it is on disk before any rank can fail in the evaluation
 
     def run(self):
         """Train (and evaluate) the remaining epochs; the exit status."""
+        from core import stopping
         from core.atomic_file import WriteError
         from core.stopping import Interrupted
         from core.train import NonFiniteLossError
@@ -307,6 +312,11 @@ class Training:
             return self.stopped([f"main.py: {e}."], e.remedy)
         except Interrupted as e:
             return self.stopped([f"main.py: stopped by {e.name}."], status=e.status)
+        except Exception:
+            stop = stopping.underway()  # a stop signal came first: this follows from it
+            if stop is None:
+                raise
+            return self.stopped([f"main.py: stopped by {stop.name}."], status=stop.status)
         if self.main_rank:
             print(f"done: best validation accuracy {self.best_acc:.3f}; checkpoints in "
                   f"{self.folder}")

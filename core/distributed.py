@@ -26,6 +26,7 @@ import zlib
 
 import numpy as np
 
+from core import stopping
 from core.atomic_file import WriteError
 from core.jittor_setup import jt
 
@@ -230,6 +231,8 @@ def run_entry_point(main, argv=None):
         from core.entry import write_error_message
         abort(write_error_message(e), 1)
     except BaseException as e:  # noqa: BLE001  (any failure must end every rank)
+        if stopping.underway():  # a stop signal came first: this failure follows from it
+            abort("interrupted", 130)
         tb = traceback.format_exc()
         abort(f"{e.__class__.__name__}: {e}\n{tb}"
               f"rank {rank()}: stopping all {world_size()} processes", 1)

@@ -35,6 +35,7 @@ from typing import List, Optional
 
 import numpy as np
 
+from core import stopping
 from core.jittor_setup import jt
 
 __all__ = ["EvalResult", "EvalAccumulator", "evaluate", "key_frame_thumbnails", "softmax",
@@ -308,6 +309,7 @@ def _run_batches(model, bar, criterion, features, key_frames):
 
     acc, collected, thumbnails = EvalAccumulator(), [], []
     for batch in bar:
+        stopping.check()
         visual, target, audio, video_ids = batch
         logits, gamma, rows = forward(model, visual, audio, with_rows=features)
         if features:

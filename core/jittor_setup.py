@@ -20,8 +20,9 @@ instead of ``import jittor``, so that a fresh machine needs no hand-set variable
   PyTorch; the tests, which do, import it before Jittor (``tests/conftest.py``), which is
   the order that needs no such fix.
 - NumPy's float limits are computed before any Jittor kernel runs (``_cache_float_limits``).
-- Each kernel compiles under a lock that outlives a process killed mid-compile
-  (``core/locked_compile.py``), so that the next process never loads a half-written one.
+- Each kernel compiles under a lock that outlives a process killed mid-compile, so that
+  the next process never loads a half-written one, and reads the headers every kernel
+  includes precompiled, once per machine (``core/kernel_compile.py``).
 """
 import os
 import sys
@@ -62,15 +63,15 @@ def _cache_float_limits():
         np.finfo(t)
 
 
-def _locked_compile_command():
+def _kernel_compile_command():
     """Jittor's ``python_path``, which starts each kernel's compile command: this Python
-    running core/locked_compile.py, from a copy in Jittor's cache folder, so that the
+    running core/kernel_compile.py, from a copy in Jittor's cache folder, so that the
     command (part of each kernel's cache key) does not depend on where this checkout
     lies, and two checkouts sharing one environment reuse each other's kernels."""
     from core.atomic_file import write_text_if_changed
-    with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "locked_compile.py"),
+    with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "kernel_compile.py"),
               encoding="utf-8") as f:
-        script = os.path.join(jt.flags.cache_path, "locked_compile.py")
+        script = os.path.join(jt.flags.cache_path, "kernel_compile.py")
         write_text_if_changed(script, f.read())
     return f'"{sys.executable}" "{script}"'
 
@@ -82,6 +83,6 @@ _cache_float_limits()
 import jittor as jt  # noqa: E402  (the environment above must be set first)
 
 jt.flags.use_cuda = int(jt.compiler.has_cuda and not cpu_requested())
-jt.flags.python_path = _locked_compile_command()
+jt.flags.python_path = _kernel_compile_command()
 
 __all__ = ["jt", "cuda_device_count", "cpu_requested"]

@@ -20,8 +20,19 @@ how Jittor stops its workers. Once interrupted, the process is ending: SIGCHLD g
 default action, or Jittor's handler would take the workers' ends on the way out for a
 worker killed by the system ("Caught SIGCHLD ... quick exit", status 1).
 
-On leaving the block the handlers found on entry are put back (Python's default SIGINT
+Python runs a handler wherever the main thread is, a finalizer included (a generator the
+garbage collector closes: tqdm's progress bars), where an exception cannot propagate: it
+would be printed ("Exception ignored in ...") and the stop lost, the work going on. Inside
+the block such an ``Interrupted`` is kept instead, and raised by ``check()`` (the training
+and evaluation loops call it before each batch) or on leaving the block. A failure that
+follows a stop signal (a kernel compile the signal cut short) is the stop: ``underway()``
+tells the scripts so.
+
+On leaving the block the handlers (and ``sys.unraisablehook``) found on entry are put back (Python's default SIGINT
 handler where the one found was Jittor's, which Python cannot re-install).
+
+    with deferred():             # a step that must be whole: a checkpoint and its record
+        ...                      # a signal here raises Interrupted on leaving the block
 """
 import contextlib
 import os
@@ -29,7 +40,8 @@ import signal
 import sys
 
 _SIGNALS = (signal.SIGINT, signal.SIGTERM)
-_state = {"pid": None, "stopping": False, "on_signal": None}
+_state = {"pid": None, "stopping": False, "on_signal": None, "deferring": False,
+          "pending": None, "unraisablehook": None, "lost": None, "signum": None}
 
 
 class Interrupted(KeyboardInterrupt):
@@ -60,13 +72,43 @@ def exit_now(status):
 def _handler(signum, frame):
     if os.getpid() != _state["pid"] or _state["stopping"]:
         return
-    _state["stopping"] = True
+    if _state["deferring"]:
+        _state["pending"] = signum
+        return
+    _stop(signum)
+
+
+def _stop(signum):
+    _state.update(stopping=True, signum=signum)
     if hasattr(signal, "SIGCHLD"):
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     error = Interrupted(signum)
     if _state["on_signal"] is not None:
         _state["on_signal"](error.status)
     raise error
+
+
+def _unraisable(report):
+    """``sys.unraisablehook`` inside the block: an ``Interrupted`` raised in a finalizer is
+    kept for ``check()``, not printed."""
+    if isinstance(report.exc_value, Interrupted) and os.getpid() == _state["pid"]:
+        _state["lost"] = report.exc_value
+        return
+    _state["unraisablehook"](report)
+
+
+def check():
+    """Raise the ``Interrupted`` of a stop signal whose exception was raised in a finalizer
+    (see the module docstring); nothing otherwise."""
+    lost, _state["lost"] = _state["lost"], None
+    if lost is not None:
+        raise lost
+
+
+def underway():
+    """The signal's ``Interrupted`` once a stop signal has come inside the block, else None:
+    an error raised after it is taken for its consequence."""
+    return Interrupted(_state["signum"]) if _state["stopping"] else None
 
 
 def _in_forked_child():
@@ -83,14 +125,35 @@ def stop_on_signals(on_signal=None):
     """Within the block SIGINT and SIGTERM raise ``Interrupted`` (see the module
     docstring), after calling ``on_signal(exit status)`` when given."""
     previous = {s: signal.getsignal(s) for s in _SIGNALS}
-    _state.update(pid=os.getpid(), stopping=False, on_signal=on_signal)
+    _state.update(pid=os.getpid(), stopping=False, on_signal=on_signal,
+                  unraisablehook=sys.unraisablehook, lost=None)
+    sys.unraisablehook = _unraisable
     for s in _SIGNALS:
         signal.signal(s, _handler)
     try:
         yield
     finally:
-        _state.update(pid=None, on_signal=None)
+        lost = _state["lost"]  # a stop not yet raised (see check): it ends the block
+        sys.unraisablehook = _state["unraisablehook"]
+        _state.update(pid=None, on_signal=None, lost=None)
         for s, handler in previous.items():
             if handler is None:  # installed outside Python (Jittor's SIGINT handler)
                 handler = signal.default_int_handler if s == signal.SIGINT else signal.SIG_DFL
             signal.signal(s, handler)
+    if lost is not None:
+        raise lost
+
+
+@contextlib.contextmanager
+def deferred():
+    """Within the block a stop signal waits: it raises ``Interrupted`` on leaving it, so
+    that the block's work (a checkpoint written, and the record of which one is complete)
+    is done whole or not begun. Outside ``stop_on_signals`` it changes nothing."""
+    _state.update(deferring=True, pending=None)
+    try:
+        yield
+    finally:
+        signum = _state["pending"]
+        _state.update(deferring=False, pending=None)
+        if signum is not None:
+            _stop(signum)

@@ -5,6 +5,8 @@ import time
 import numpy as np
 from tqdm import tqdm
 
+from core import stopping
+
 
 class NonFiniteLossError(RuntimeError):
     """The training loss became NaN or infinite."""
@@ -22,6 +24,7 @@ def train_epoch(epoch, loader, model, criterion, optimizer, progress=True, on_ba
                leave=False, dynamic_ncols=True)
     try:
         for batch, (visual, target, audio, _) in enumerate(bar, 1):
+            stopping.check()
             logits, *_ = model(visual, audio)
             loss = criterion(logits, target)
             value = loss.item()

@@ -1,7 +1,10 @@
-"""Jittor's kernel compiles under a lock that outlives the process that asked
-(core/locked_compile.py): a compiler left running by a killed process finishes before the
-next compile of the same kernel starts."""
+"""Jittor's kernel compiles (core/kernel_compile.py): under a lock that outlives the
+process that asked, so that a compiler left running by a killed process finishes before the
+next compile of the same kernel starts; with a precompiled header that changes no machine
+code."""
+import math
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -9,10 +12,13 @@ import textwrap
 import time
 from pathlib import Path
 
+import pytest
+
+from core import kernel_compile
 from core.jittor_setup import jt
 
 ROOT = Path(__file__).resolve().parents[1]
-LOCKED = [sys.executable, str(ROOT / "core" / "locked_compile.py")]
+LOCKED = [sys.executable, str(ROOT / "core" / "kernel_compile.py")]
 
 
 def fake_compiler(tmp_path):
@@ -63,7 +69,8 @@ def test_control_without_the_lock_the_compiles_overlap(tmp_path):
 
 def test_jittor_compiles_its_kernels_through_the_lock():
     """A kernel new to the cache (its source carries a number no other run has) is compiled
-    by a fresh process through core/locked_compile.py: its lock file stands beside it."""
+    by a fresh process through core/kernel_compile.py: its lock file stands beside it, and
+    the precompiled header is in Jittor's cache folder."""
     token = time.time_ns() % 10**15
     code = textwrap.dedent(f"""
         import sys
@@ -82,3 +89,45 @@ def test_jittor_compiles_its_kernels_through_the_lock():
     assert len(sources) == 1, sources
     kernel = sources[0].with_suffix(".so")
     assert kernel.exists() and Path(f"{kernel}.lock").exists(), kernel
+    assert list(Path(jt.flags.cache_path).glob("pch/*/kernel.h.gch"))
+
+
+def machine_code(source, flags, header=None):
+    """The object code (debug information stripped) g++ makes of a kernel ``source`` as
+    Jittor's asm_tuner does (``-g -S``, then assembled); with ``header``, included as
+    core/kernel_compile.py does, and g++ must report that it read its precompiled form."""
+    out = Path(jt.flags.cache_path).parent / "kernel_compile_test" / "kernel.s"
+    out.parent.mkdir(exist_ok=True)
+    extra = [*kernel_compile.MACROS, "-include", header, "-H"] if header else []
+    proc = subprocess.run(["g++", str(source), *extra, *flags, "-g", "-S", "-o", str(out)],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    if header:
+        assert f"! {header}.gch" in proc.stderr.splitlines(), proc.stderr[:2000]
+    obj = out.with_suffix(".o")
+    subprocess.run(["g++", "-c", str(out), "-o", str(obj)], check=True)
+    subprocess.run(["objcopy", "--strip-debug", str(obj)], check=True)
+    return obj.read_bytes()
+
+
+def test_kernels_compile_to_the_same_code_with_the_precompiled_header(tmp_path):
+    """A fused kernel and a code kernel of this process compile to the same machine code
+    with and without the precompiled header (which g++ reads); control: the comparison
+    tells -O0 code from Jittor's -Ofast code."""
+    x = jt.ones((3, 5))
+    y = jt.code(x.shape, x.dtype, [x], cpu_src="for (int i = 0; i < in0_shape0; i++) "
+                "for (int j = 0; j < in0_shape1; j++) @out(i, j) = @in0(i, j) * 3;")
+    assert ((y * 2 + 1).exp().sum(1)).numpy().tolist() == pytest.approx([5 * math.exp(7)] * 3)
+    jit = Path(jt.flags.cache_path) / "jit"
+    sources = sorted(jit.glob("*_op.cc"))
+    kernels = [next(p for p in sources if all(f'#include "{h}"' in p.read_text() for h in hs))
+               for hs in (("fused_op.h", "ops/unary_op.h", "ops/reduce_op.h"),
+                          ("ops/code_op.h",))]
+    flags = [a for a in shlex.split(jt.flags.cc_flags)
+             if not any(a.startswith(p) for p in kernel_compile.LINK_ONLY)]
+    header = kernel_compile.build_header("g++", flags, str(tmp_path / "pch"))
+    assert header is not None
+    for source in kernels:
+        plain = machine_code(source, flags)
+        assert machine_code(source, flags, header) == plain, source
+        assert machine_code(source, [*flags, "-O0"]) != plain, source

@@ -1,0 +1,129 @@
+"""Jittor's kernel compiles: one process at a time per kernel, the common headers parsed once.
+
+    python core/kernel_compile.py COMPILER_SCRIPT ARGS... -o KERNEL.so
+
+Jittor builds each kernel with one shell command (``PYTHON asm_tuner.py --cc_path=CC
+SOURCE FLAGS -o KERNEL.so``); ``core/jittor_setup.py`` makes this script its PYTHON
+(Jittor's ``python_path``). It runs COMPILER_SCRIPT in this process, with two changes:
+
+- **A lock that outlives the process that asked.** Jittor keeps two processes from
+  compiling at once with a lock that lives as long as the asking process. A compiler left
+  running by a process killed mid-compile (Ctrl-C or SIGTERM in a run's first batch, a dead
+  MPI rank, a time-out) goes on writing KERNEL.so and its intermediate files while the next
+  process, which finds no cache key, compiles the same kernel again: one of them may load a
+  half-written library ("Cannot open library ... file too short") or assemble a
+  half-written file. This script holds an exclusive lock on ``KERNEL.so.lock`` until the
+  compiler ends, whether or not the asking process is still there. Kernels of different
+  names still compile in parallel.
+- **A precompiled header.** Every CPU kernel starts with the same includes (the C++
+  library, Jittor's ``var.h``, ``op_register.h``, ``executor.h``, ``fused_op.h``, ...),
+  and g++ spends ~1 s of a kernel's ~1.3 s parsing them; a first run of the tests compiles
+  ~500 kernels. The first compile with a given set of flags builds those headers once into
+  a GCC precompiled header (``pch/<hash of compiler and flags>/kernel.h.gch`` in Jittor's
+  cache folder: ~3 s, ~80 MB), which every later compile with the same flags reads instead.
+  The machine code is the same (tests/test_kernel_compile.py compares it); where the header
+  cannot be built, the compiler is not GCC's, or the source does not start as Jittor's CPU
+  kernels do, the command runs unchanged.
+
+The script runs from a copy in Jittor's cache folder (core/jittor_setup.py), so it imports
+nothing of the project.
+"""
+import fcntl
+import hashlib
+import os
+import runpy
+import subprocess
+import sys
+import tempfile
+
+#: What every Jittor CPU kernel's source starts with: the header is built with the same
+#: macros defined, and used only for sources that define them the same way.
+KERNEL_PREAMBLE = ("#define JIT 1", "#define JIT_cpu 1")
+MACROS = ["-DJIT=1", "-DJIT_cpu=1"]
+#: The includes (nearly) every CPU kernel makes before its own code.
+COMMON_INCLUDES = ("<cmath>", "<algorithm>", "<limits>", "<assert.h>", '"var.h"',
+                   '"ops/op_register.h"', '"executor.h"', '"fused_op.h"',
+                   '"misc/cpu_math.h"')
+#: Flags that only matter when linking; the header is built (and the kernel compiled to
+#: assembly, by Jittor's asm_tuner) without them.
+LINK_ONLY = ("-l", "-L", "-Wl,", "-shared")
+
+
+def output_of(args):
+    """The path after the last ``-o`` of a compiler command's arguments."""
+    at = len(args) - 1 - args[::-1].index("-o")
+    return args[at + 1]
+
+
+def _kernel_command(args):
+    """``(compiler, index of the source, compile flags)`` of a CPU kernel command
+    ``SCRIPT --cc_path=CC SOURCE FLAGS... -o KERNEL.so`` compiled by GCC, else None."""
+    if len(args) < 5 or not args[1].startswith("--cc_path=") or not args[2].endswith("_op.cc"):
+        return None
+    compiler = args[1].split("=", 1)[1]
+    if not os.path.basename(compiler).startswith("g++"):
+        return None
+    try:
+        with open(args[2], encoding="utf-8") as f:
+            head = [line for line in (f.readline().strip() for _ in range(8)) if line]
+    except OSError:
+        return None
+    if head[:len(KERNEL_PREAMBLE)] != list(KERNEL_PREAMBLE):
+        return None
+    out = len(args) - 1 - args[::-1].index("-o")
+    flags = [a for a in args[3:out] + args[out + 2:]
+             if not any(a.startswith(p) for p in LINK_ONLY)]
+    return compiler, 2, flags
+
+
+def build_header(compiler, flags, folder):
+    """``folder/kernel.h`` (the common includes) and its precompiled ``kernel.h.gch``,
+    built for ``compiler`` and ``flags`` unless already there; None when GCC cannot build
+    it (a marker keeps later compiles from trying again)."""
+    header, failed = os.path.join(folder, "kernel.h"), os.path.join(folder, "failed")
+    os.makedirs(folder, exist_ok=True)
+    with open(os.path.join(folder, "lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if os.path.exists(failed):
+            return None
+        if not os.path.exists(header + ".gch"):
+            with open(header, "w", encoding="utf-8") as f:
+                f.write("".join(f"#include {name}\n" for name in COMMON_INCLUDES))
+            # a temporary name, then a rename: a killed build leaves no half-written header
+            fd, tmp = tempfile.mkstemp(dir=folder, suffix=".gch.tmp")
+            os.close(fd)
+            built = subprocess.run([compiler, *flags, "-g", *MACROS, "-x", "c++-header",
+                                    header, "-o", tmp], capture_output=True).returncode == 0
+            if not built:
+                os.unlink(tmp)
+                open(failed, "w").close()
+                return None
+            os.replace(tmp, header + ".gch")
+    return header
+
+
+def with_precompiled_header(args):
+    """``args`` with the precompiled header included first (built on first use), or
+    ``args`` unchanged where it does not apply."""
+    kernel = _kernel_command(args)
+    if kernel is None:
+        return args
+    compiler, source, flags = kernel
+    key = hashlib.sha256("\0".join([compiler, *flags]).encode()).hexdigest()[:16]
+    cache = os.path.dirname(os.path.dirname(os.path.abspath(output_of(args))))
+    header = build_header(compiler, flags, os.path.join(cache, "pch", key))
+    if header is None:
+        return args
+    return [*args[:source + 1], *MACROS, "-include", header, *args[source + 1:]]
+
+
+def main(args):
+    with open(output_of(args) + ".lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when this process ends, however
+        sys.argv = with_precompiled_header(args)
+        runpy.run_path(args[0], run_name="__main__")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
