@@ -19,8 +19,8 @@ SOURCE FLAGS -o KERNEL.so``); ``core/jittor_setup.py`` makes this script its PYT
   library, Jittor's ``var.h``, ``op_register.h``, ``executor.h``, ``fused_op.h``, ...),
   and g++ spends ~1 s of a kernel's ~1.3 s parsing them; a first run of the tests compiles
   ~500 kernels. The first compile with a given set of flags builds those headers once into
-  a GCC precompiled header (``pch/<hash of compiler, flags and headers>/kernel.h.gch`` in
-  Jittor's cache folder: ~3 s, ~80 MB), which every later compile with the same flags reads instead.
+  a GCC precompiled header (``pch/<hash of compiler and flags>/kernel.h.gch`` in Jittor's
+  cache folder: ~3 s, ~80 MB), which every later compile with the same flags reads instead.
   The machine code is the same (tests/test_kernel_compile.py compares it); where the header
   cannot be built, the compiler is not GCC's, or the source does not start as Jittor's CPU
   kernels do, the command runs unchanged.
@@ -102,23 +102,6 @@ def build_header(compiler, flags, folder):
     return header
 
 
-def header_key(compiler, flags):
-    """The precompiled header's name for ``compiler`` and ``flags``: it also covers the
-    size and time of every header under the flags' ``-I`` folders, since GCC would go on
-    reading a precompiled header after a header it holds was changed in place."""
-    key = hashlib.sha256("\0".join([compiler, *flags]).encode())
-    for flag in flags:
-        if not flag.startswith("-I"):
-            continue
-        for root, dirs, files in os.walk(flag[2:]):
-            dirs.sort()
-            for name in sorted(files):
-                if name.endswith((".h", ".hpp")):
-                    st = os.stat(os.path.join(root, name))
-                    key.update(f"{root}/{name} {st.st_size} {st.st_mtime_ns}\n".encode())
-    return key.hexdigest()[:16]
-
-
 def with_precompiled_header(args):
     """``args`` with the precompiled header included first (built on first use), or
     ``args`` unchanged where it does not apply."""
@@ -126,9 +109,9 @@ def with_precompiled_header(args):
     if kernel is None:
         return args
     compiler, source, flags = kernel
+    key = hashlib.sha256("\0".join([compiler, *flags]).encode()).hexdigest()[:16]
     cache = os.path.dirname(os.path.dirname(os.path.abspath(output_of(args))))
-    header = build_header(compiler, flags, os.path.join(cache, "pch",
-                                                        header_key(compiler, flags)))
+    header = build_header(compiler, flags, os.path.join(cache, "pch", key))
     if header is None:
         return args
     return [*args[:source + 1], *MACROS, "-include", header, *args[source + 1:]]
