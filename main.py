@@ -310,10 +310,9 @@ class Training:
             if self.opt.debug:
                 raise
             return self.stopped([f"main.py: {e}."], e.remedy)
-        except Interrupted as e:
-            return self.stopped([f"main.py: stopped by {e.name}."], status=e.status)
-        except Exception:
-            stop = stopping.underway()  # a stop signal came first: this follows from it
+        except (Interrupted, Exception) as e:
+            # an error after a stop signal (a kernel compile it cut short) is that stop
+            stop = e if isinstance(e, Interrupted) else stopping.underway()
             if stop is None:
                 raise
             return self.stopped([f"main.py: stopped by {stop.name}."], status=stop.status)

@@ -225,13 +225,12 @@ def run_entry_point(main, argv=None):
         status = main(argv)
     except SystemExit as e:
         status = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
-    except KeyboardInterrupt:
-        abort("interrupted", 130)
     except WriteError as e:
         from core.entry import write_error_message
         abort(write_error_message(e), 1)
     except BaseException as e:  # noqa: BLE001  (any failure must end every rank)
-        if stopping.underway():  # a stop signal came first: this failure follows from it
+        # an error after a stop signal (a kernel compile it cut short) is that stop
+        if isinstance(e, KeyboardInterrupt) or stopping.underway():
             abort("interrupted", 130)
         tb = traceback.format_exc()
         abort(f"{e.__class__.__name__}: {e}\n{tb}"

@@ -49,15 +49,24 @@ COMMON_INCLUDES = ("<cmath>", "<algorithm>", "<limits>", "<assert.h>", '"var.h"'
 LINK_ONLY = ("-l", "-L", "-Wl,", "-shared")
 
 
+def _output_index(args):
+    """The index of the last ``-o`` in a compiler command's arguments."""
+    return len(args) - 1 - args[::-1].index("-o")
+
+
 def output_of(args):
     """The path after the last ``-o`` of a compiler command's arguments."""
-    at = len(args) - 1 - args[::-1].index("-o")
-    return args[at + 1]
+    return args[_output_index(args) + 1]
+
+
+def compile_flags(flags):
+    """``flags`` without those that only matter when linking."""
+    return [a for a in flags if not any(a.startswith(p) for p in LINK_ONLY)]
 
 
 def _kernel_command(args):
-    """``(compiler, index of the source, compile flags)`` of a CPU kernel command
-    ``SCRIPT --cc_path=CC SOURCE FLAGS... -o KERNEL.so`` compiled by GCC, else None."""
+    """``(compiler, compile flags)`` of a CPU kernel command ``SCRIPT --cc_path=CC SOURCE
+    FLAGS... -o KERNEL.so`` compiled by GCC, else None."""
     if len(args) < 5 or not args[1].startswith("--cc_path=") or not args[2].endswith("_op.cc"):
         return None
     compiler = args[1].split("=", 1)[1]
@@ -70,10 +79,8 @@ def _kernel_command(args):
         return None
     if head[:len(KERNEL_PREAMBLE)] != list(KERNEL_PREAMBLE):
         return None
-    out = len(args) - 1 - args[::-1].index("-o")
-    flags = [a for a in args[3:out] + args[out + 2:]
-             if not any(a.startswith(p) for p in LINK_ONLY)]
-    return compiler, 2, flags
+    out = _output_index(args)
+    return compiler, compile_flags(args[3:out] + args[out + 2:])
 
 
 def build_header(compiler, flags, folder):
@@ -108,13 +115,13 @@ def with_precompiled_header(args):
     kernel = _kernel_command(args)
     if kernel is None:
         return args
-    compiler, source, flags = kernel
+    compiler, flags = kernel
     key = hashlib.sha256("\0".join([compiler, *flags]).encode()).hexdigest()[:16]
     cache = os.path.dirname(os.path.dirname(os.path.abspath(output_of(args))))
     header = build_header(compiler, flags, os.path.join(cache, "pch", key))
     if header is None:
         return args
-    return [*args[:source + 1], *MACROS, "-include", header, *args[source + 1:]]
+    return [*args[:3], *MACROS, "-include", header, *args[3:]]  # after the source
 
 
 def main(args):

@@ -28,8 +28,9 @@ and evaluation loops call it before each batch) or on leaving the block. A failu
 follows a stop signal (a kernel compile the signal cut short) is the stop: ``underway()``
 tells the scripts so.
 
-On leaving the block the handlers (and ``sys.unraisablehook``) found on entry are put back (Python's default SIGINT
-handler where the one found was Jittor's, which Python cannot re-install).
+On leaving the block the handlers (and ``sys.unraisablehook``) found on entry are put back
+(Python's default SIGINT handler where the one found was Jittor's, which Python cannot
+re-install).
 
     with deferred():             # a step that must be whole: a checkpoint and its record
         ...                      # a signal here raises Interrupted on leaving the block

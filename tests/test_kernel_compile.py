@@ -92,12 +92,12 @@ def test_jittor_compiles_its_kernels_through_the_lock():
     assert list(Path(jt.flags.cache_path).glob("pch/*/kernel.h.gch"))
 
 
-def machine_code(source, flags, header=None):
-    """The object code (debug information stripped) g++ makes of a kernel ``source`` as
-    Jittor's asm_tuner does (``-g -S``, then assembled); with ``header``, included as
-    core/kernel_compile.py does, and g++ must report that it read its precompiled form."""
-    out = Path(jt.flags.cache_path).parent / "kernel_compile_test" / "kernel.s"
-    out.parent.mkdir(exist_ok=True)
+def machine_code(folder, source, flags, header=None):
+    """The object code (debug information stripped) g++ makes in ``folder`` of a kernel
+    ``source`` as Jittor's asm_tuner does (``-g -S``, then assembled); with ``header``,
+    included as core/kernel_compile.py does, and g++ must report that it read its
+    precompiled form."""
+    out = folder / "kernel.s"
     extra = [*kernel_compile.MACROS, "-include", header, "-H"] if header else []
     proc = subprocess.run(["g++", str(source), *extra, *flags, "-g", "-S", "-o", str(out)],
                           capture_output=True, text=True)
@@ -119,15 +119,14 @@ def test_kernels_compile_to_the_same_code_with_the_precompiled_header(tmp_path):
                 "for (int j = 0; j < in0_shape1; j++) @out(i, j) = @in0(i, j) * 3;")
     assert ((y * 2 + 1).exp().sum(1)).numpy().tolist() == pytest.approx([5 * math.exp(7)] * 3)
     jit = Path(jt.flags.cache_path) / "jit"
-    sources = sorted(jit.glob("*_op.cc"))
-    kernels = [next(p for p in sources if all(f'#include "{h}"' in p.read_text() for h in hs))
+    sources = [(p, p.read_text()) for p in sorted(jit.glob("*_op.cc"))]
+    kernels = [next(p for p, text in sources if all(f'#include "{h}"' in text for h in hs))
                for hs in (("fused_op.h", "ops/unary_op.h", "ops/reduce_op.h"),
                           ("ops/code_op.h",))]
-    flags = [a for a in shlex.split(jt.flags.cc_flags)
-             if not any(a.startswith(p) for p in kernel_compile.LINK_ONLY)]
+    flags = kernel_compile.compile_flags(shlex.split(jt.flags.cc_flags))
     header = kernel_compile.build_header("g++", flags, str(tmp_path / "pch"))
     assert header is not None
     for source in kernels:
-        plain = machine_code(source, flags)
-        assert machine_code(source, flags, header) == plain, source
-        assert machine_code(source, [*flags, "-O0"]) != plain, source
+        plain = machine_code(tmp_path, source, flags)
+        assert machine_code(tmp_path, source, flags, header) == plain, source
+        assert machine_code(tmp_path, source, [*flags, "-O0"]) != plain, source
