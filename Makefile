@@ -1,5 +1,7 @@
 # Set-up and checks. `make venv` creates .venv with every runtime and test dependency;
-# `make test` runs the test suite; `make demo` trains and evaluates on synthetic videos.
+# `make test` runs the test suite but its slow checks (pytest.ini's `slow` marker),
+# `make check-all` all of it (what CI runs); `make demo` trains and evaluates on
+# synthetic videos.
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -7,7 +9,7 @@ PY := $(VENV)/bin/python
 # order tests/conftest.py gives (longest first); PYTEST_ARGS= runs one (docs/tests.md)
 PYTEST_ARGS ?= -n 2 --dist loadscope --no-loadscope-reorder
 
-.PHONY: venv test demo clean-demo
+.PHONY: venv test check-all demo
 
 $(VENV)/.installed: requirements.txt requirements-test.txt
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +25,9 @@ unavailable; install it with: sudo apt-get install openmpi-bin libopenmpi-dev"
 venv: $(VENV)/.installed
 
 test: venv
+	$(PY) -m pytest -q $(PYTEST_ARGS) -m "not slow" tests
+
+check-all: venv
 	$(PY) -m pytest -q $(PYTEST_ARGS) tests
 
 # The demo: synthetic raw videos -> prepared dataset -> a small model trained on the CPU ->

@@ -182,11 +182,10 @@ def mpi_full_run(demo_data, tmp_path_factory):
     """The folder of an uninterrupted 2-epoch run under ``mpirun -np 2`` on ``demo_data``
     (``tests.helpers.mpi_train_args``): the checkpoints of the MPI tests, and where the
     run resumed after a dead rank must end. Skipped without mpirun."""
-    from tests.helpers import MPIRUN, mpi_run, mpi_train_args
+    from tests.helpers import MPIRUN, NO_MPIRUN, mpi_run, mpi_train_args
 
     if MPIRUN is None:
-        pytest.skip("mpirun not found (install openmpi-bin and libopenmpi-dev to test "
-                    "data-parallel runs)")
+        pytest.skip(NO_MPIRUN)
     def build(results):
         mpi_run(["main.py", *mpi_train_args(demo_data, results, "full")], np_=2)
 

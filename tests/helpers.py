@@ -14,6 +14,7 @@ from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 from PIL import Image, ImageEnhance
 
@@ -200,6 +201,9 @@ def snippet_indices(dataset, index):
 # ------------------------------------------------------------------ mpirun
 
 MPIRUN = shutil.which("mpirun")
+NO_MPIRUN = ("mpirun not found (install openmpi-bin and libopenmpi-dev to test "
+             "data-parallel runs)")
+needs_mpirun = pytest.mark.skipif(MPIRUN is None, reason=NO_MPIRUN)
 
 
 def mpi_env():

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from datasets.catalog import DATASETS
-from tests.helpers import MPI_FLAGS, MPIRUN, TINY, mpi_run, network_flags
+from tests.helpers import MPI_FLAGS, TINY, mpi_run, needs_mpirun, network_flags
 
 REPO = Path(__file__).resolve().parents[1]
 PY = sys.executable
@@ -314,7 +314,8 @@ def test_predict_reports_a_killed_ffmpeg_as_that_video_s_failure(signal, when, t
 
 
 # ---------------------------------------------------------------- under MPI
-@pytest.mark.skipif(MPIRUN is None, reason="mpirun not found")
+@needs_mpirun
+@pytest.mark.slow
 def test_mpi_evaluation_error_names_the_rank_and_keeps_the_epoch(damaged, tmp_path):
     from core.checkpoint import load_checkpoint
 

@@ -23,8 +23,8 @@ from pathlib import Path
 import pytest
 
 from core.checkpoint import load_checkpoint
-from tests.helpers import MPIRUN, mpi_env, mpi_train_args
-from tests.helpers import assert_same_run, assert_same_weights, metrics_lines, train_args
+from tests.helpers import (MPIRUN, assert_same_run, assert_same_weights, metrics_lines, mpi_env,
+                           mpi_train_args, needs_mpirun, train_args)
 
 ROOT = Path(__file__).resolve().parents[1]
 PY = sys.executable
@@ -131,6 +131,7 @@ def checkpoint_bytes(full_run):
     return (full_run / "save_1.npz").stat().st_size
 
 
+@pytest.mark.slow
 def test_disk_full_names_the_file_keeps_save_1_and_resumes(demo_data, full_run, tmpfs):
     """Room for 4.5 checkpoints (epoch 1 writes two, a start needs room for two more);
     filled once epoch 1 is done: writing save_2.npz fails. A few lines, exit 1, save_1.npz
@@ -385,10 +386,6 @@ def test_a_second_run_into_the_same_folder_refuses_naming_the_first(demo_data, t
 # --------------------------------------------------------------------------------------
 # Under mpirun
 
-needs_mpirun = pytest.mark.skipif(MPIRUN is None, reason="mpirun not found (install "
-                                  "openmpi-bin and libopenmpi-dev to test data-parallel runs)")
-
-
 def rank_pids(mpirun_pid):
     """``{rank: pid}`` of mpirun's rank processes."""
     ranks = {}
@@ -407,6 +404,7 @@ def gone(pids):
 
 
 @needs_mpirun
+@pytest.mark.slow
 def test_a_dead_rank_ends_the_job_naming_it_and_the_checkpoint(demo_data, mpi_full_run,
                                                                 tmp_path):
     """SIGKILL to rank 1 in epoch 2's training: every process ends within 10 s, with a

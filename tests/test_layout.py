@@ -2,6 +2,7 @@
 folder and top-level script of the repository."""
 import ast
 import re
+import shlex
 import subprocess
 from pathlib import Path
 
@@ -73,3 +74,25 @@ def test_layout_doc_lists_every_folder_and_script():
     folders = {f.split("/")[0] for f in files if "/" in f and not f.startswith(".")}
     scripts = {f for f in files if "/" not in f and f.endswith(".py")} | {"Makefile"}
     assert listed == folders | scripts, (listed ^ (folders | scripts))
+
+
+def pytest_selection(command):
+    """The options of a ``python -m pytest ...`` command line that leave tests out."""
+    args = shlex.split(command)
+    args = args[args.index("pytest") + 1:]
+    return [a for a in args if a in ("-m", "-k") or a.startswith(("-m=", "-k="))]
+
+
+def make_pytest_command(target):
+    out = subprocess.run(["make", "-n", target], cwd=REPO, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    return next(line for line in out.stdout.splitlines() if "-m pytest" in line)
+
+
+def test_ci_runs_the_slow_checks_that_make_test_leaves_out():
+    """`make test` leaves the `slow` checks out; CI runs `make check-all`, which leaves out
+    nothing."""
+    assert (REPO / ".ci" / "run").read_text().split()[-2:] == ["make", "check-all"]
+    assert pytest_selection(make_pytest_command("test")) == ["-m"]
+    assert pytest_selection(make_pytest_command("check-all")) == []
+    assert pytest_selection("python -m pytest -k mpi tests") == ["-k"]  # the check sees one

@@ -23,10 +23,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.helpers import MPI_FLAGS, MPIRUN, TINY_48, mpi_run, network_flags, network_shape, rel_l2
+from tests.helpers import (MPI_FLAGS, TINY_48, mpi_run, needs_mpirun, network_flags,
+                           network_shape, rel_l2)
 
-pytestmark = pytest.mark.skipif(MPIRUN is None, reason="mpirun not found (install openmpi-bin "
-                                "and libopenmpi-dev to test data-parallel runs)")
+pytestmark = [needs_mpirun, pytest.mark.slow]  # two whole training runs under mpirun
 
 TINY = network_flags(TINY_48) + MPI_FLAGS
 LR = 0.1  # with the driver's Adam state, an SGD step of this size

@@ -52,6 +52,8 @@ from tests.helpers import polarity_mask
 from models.vaanet import VAANet
 from tests.parity_reference import CONFIG, EVAL_OUTPUTS, distances, load_draw
 
+pytestmark = pytest.mark.slow  # ~5 minutes of PyTorch reference runs (make check-all)
+
 DRAWS = (0, 1, 2, 3)
 FLOORS = {"eval": 1e-4, "train": 1e-4, "grads": 1e-3, "stats": 1e-4}
 ROOT = Path(__file__).resolve().parents[1]

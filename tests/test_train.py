@@ -152,6 +152,7 @@ def _replace_frames(folder, data):
         f.write_bytes(data(f))
 
 
+@pytest.mark.slow
 def test_bad_frame_keeps_the_epoch_names_the_checkpoint_and_resumes_exactly(data_root, full_run,
                                                                            tmp_path):
     """A damaged test video stops epoch 1's evaluation (its training is saved), a damaged

@@ -39,6 +39,8 @@ from tests.parity_reference import max_rel, rel_l2
 from tests.trajectory_reference import (CONFIG, LR, RESUME_AT, STEPS, UNUSED, UPDATE_FLOOR,
                                         WEIGHT_DECAY, load)
 
+pytestmark = pytest.mark.slow  # ~4 minutes of PyTorch reference trainings (make check-all)
+
 FLOORS = {"loss": 1e-4, "update": 1e-3, "stats": 1e-4}
 ROOT = Path(__file__).resolve().parents[1]
 
