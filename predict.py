@@ -306,7 +306,6 @@ class Run:
 
     def _predict(self, samples, single):
         args = self.args
-        from core import entry
         entry.choose_device(args.no_cuda)
         from core.jittor_setup import jt  # noqa: F401  (configures Jittor first)
         from tqdm import tqdm
@@ -396,5 +395,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    from core import entry
     sys.exit(entry.run(main))

@@ -69,6 +69,7 @@ def run(main):
     disk, a read-only folder...) is reported in two lines and exit status 1, without the
     traceback unless ``--debug`` is given. An interrupted run (``core.stopping``) ends at
     once."""
+    from core import stopping
     from core.atomic_file import WriteError
     try:
         if launched_by_mpirun():
@@ -80,8 +81,10 @@ def run(main):
             raise
         print(write_error_message(e), file=sys.stderr)
         return 1
-    from core import stopping
-    if status in stopping.STATUSES:
+    except KeyboardInterrupt as e:  # a stop the script did not report itself
+        status = getattr(e, "status", stopping.STATUSES[0])
+        print(f"{os.path.basename(sys.argv[0])}: {e or 'stopped by SIGINT'}.", file=sys.stderr)
+    if status in stopping.STATUSES or stopping.underway():
         stopping.exit_now(status)
     return status
 

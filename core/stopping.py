@@ -36,6 +36,7 @@ re-install).
         ...                      # a signal here raises Interrupted on leaving the block
 """
 import contextlib
+import multiprocessing
 import os
 import signal
 import sys
@@ -60,13 +61,19 @@ STATUSES = (128 + signal.SIGINT, 128 + signal.SIGTERM)  # an interrupted run's e
 
 
 def exit_now(status):
-    """End an interrupted process at once (stdio flushed): Python's teardown would wait
-    for Jittor's loader workers, stopped mid-batch, and hang."""
+    """End an interrupted process at once, stdio flushed, its worker processes (Jittor's
+    loader workers and kernel-compile pool) killed first. Python's teardown would wait for
+    them and hang: for loader workers stopped mid-batch, and for the compile pool once a
+    signal to the whole process group killed a worker holding the pool's queue lock."""
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()
         except (OSError, ValueError):
             pass
+    if hasattr(signal, "SIGCHLD"):
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)  # not Jittor's "quick exit"
+    for child in multiprocessing.active_children():
+        child.kill()
     os._exit(status)
 
 
@@ -108,8 +115,13 @@ def check():
 
 def underway():
     """The signal's ``Interrupted`` once a stop signal has come inside the block, else None:
-    an error raised after it is taken for its consequence."""
-    return Interrupted(_state["signum"]) if _state["stopping"] else None
+    an error raised after it is taken for its consequence. The caller acts on the stop, so
+    a stop kept from a finalizer is not raised again (by ``check()`` or on leaving the
+    block)."""
+    if not _state["stopping"]:
+        return None
+    _state["lost"] = None
+    return Interrupted(_state["signum"])
 
 
 def _in_forked_child():

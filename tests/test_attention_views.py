@@ -4,7 +4,6 @@ its content, and test.py --html's error-analysis page, opened in a real headless
 import csv
 import json
 import shutil
-from pathlib import Path
 
 import numpy as np
 import pytest

@@ -16,7 +16,6 @@ import pytest
 import torch
 
 from core.jittor_setup import jt
-from jittor import nn
 
 import models.layers as layers
 from models import backend

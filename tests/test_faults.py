@@ -366,6 +366,63 @@ def test_a_stop_signal_handled_in_a_finalizer_is_not_lost():
     assert "Exception ignored in" in err and out[-1] == "batch 9" and status == 0
 
 
+
+def _stop_during_a_compile(ending, timeout):
+    """A process like main.py compiling kernels (Jittor's compile pool of forked workers)
+    when its process group gets SIGTERM, as a terminal's Ctrl-C or a scheduler sends it:
+    the handler runs in a progress bar's finalizer, the compile fails, the script takes
+    that failure for the stop and returns its status, which ends the process through
+    ``ending``. ``(output, error output, exit status)``; the status None when the process
+    had not ended within ``timeout`` seconds (the signal comes after 0.5 s)."""
+    code = textwrap.dedent(f"""
+        import atexit, ctypes, multiprocessing, os, signal, sys, threading
+        from core import entry, stopping
+
+        def bar():
+            try:
+                yield 1
+            finally:
+                ctypes.CDLL(None).usleep(2000000)  # the signal comes meanwhile
+
+        def main():
+            with stopping.stop_on_signals():
+                pool = multiprocessing.Pool(2)  # as Jittor's, ended at exit
+                atexit.register(pool.__exit__, None, None, None)
+                pool.apply(int)  # its workers started, idle, one holding its queue's lock
+                g = bar()
+                next(g)
+                threading.Timer(0.5, os.killpg, (0, signal.SIGTERM)).start()
+                del g
+                try:
+                    raise RuntimeError("Run cmd failed")  # the compile the signal cut short
+                except RuntimeError:
+                    stop = stopping.underway()
+                    print(stop, flush=True)
+                    return stop.status
+
+        sys.exit({ending}(main))
+    """)
+    proc = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, err = proc.communicate()
+        return out.splitlines(), err, None
+    return out.splitlines(), err, proc.returncode
+
+
+def test_a_stop_signal_during_a_kernel_compile_ends_the_run_in_one_report():
+    """The stop is reported once (by the script, not again on leaving the signal block)
+    and the process ends at once: its compile workers, killed by the same signal, one of
+    them holding the pool's queue lock, would make Python's teardown wait forever.
+    Control: the same process ended through Python's teardown never ends."""
+    out, err, status = _stop_during_a_compile("entry.run", 120)
+    assert (out, err, status) == (["stopped by SIGTERM"], "", 143)
+    out, err, status = _stop_during_a_compile("(lambda main: main())", 15)
+    assert (out, status) == (["stopped by SIGTERM"], None), err
+
 def test_a_second_run_into_the_same_folder_refuses_naming_the_first(demo_data, tmp_path):
     first = Run(train_args(demo_data, tmp_path, "twice", 2))
     try:

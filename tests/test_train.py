@@ -10,8 +10,7 @@ import pytest
 
 import main as train_main
 from core.checkpoint import load_checkpoint
-from tests.helpers import TRAIN_FLAGS as TINY
-from tests.helpers import assert_same_run, assert_same_weights, metrics_lines, train_args
+from tests.helpers import assert_same_run, metrics_lines, train_args
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
