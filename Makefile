@@ -40,10 +40,10 @@ DEMO := demo
 DEMO_MODEL := --resnet_depth 10 --snippet_duration 8 --sample_size 64 --seq_len 4 \
 	--batch_size 8 --learning_rate 1e-3 --manual_seed 1
 DEMO_TRAIN := --root_path $(DEMO)/data --result_path $(DEMO)/results --expr_name demo \
-	--n_epochs 12 $(DEMO_MODEL)
+	--n_epochs 9 $(DEMO_MODEL)
 DEMO_CLASSES := calm,cheerful,tense
 DEMO_CUSTOM := --dataset custom --root_path $(DEMO)/custom_data --result_path $(DEMO)/results \
-	--expr_name custom --n_epochs 4 $(DEMO_MODEL)
+	--expr_name custom --n_epochs 2 $(DEMO_MODEL)
 
 demo: venv
 	$(PY) tools/make_demo_dataset.py --dst $(DEMO)/raw

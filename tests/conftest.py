@@ -36,9 +36,11 @@ REPO = Path(__file__).resolve().parents[1]
 
 #: The modules that take longest (module-wide references, training runs), longest first:
 #: collected first, so that the two processes of ``make test`` (each module in one) end
-#: together instead of one long module running alone at the end.
-SLOW_FIRST = ("test_parity.py", "test_faults.py", "test_train.py", "test_cuda_branches.py",
-              "test_predict.py", "test_trajectory.py", "test_bad_data.py", "test_mpi.py")
+#: together instead of one long module running alone at the end. test_train.py comes after
+#: two modules that do not need ``full_run``, which test_faults.py builds meanwhile.
+SLOW_FIRST = ("test_parity.py", "test_faults.py", "test_cuda_branches.py", "test_custom.py",
+              "test_train.py", "test_trajectory.py", "test_predict.py", "test_bad_data.py",
+              "test_mpi.py")
 
 
 def pytest_collection_modifyitems(items):
