@@ -68,7 +68,8 @@ def run(main):
     others waiting in a collective. A file that cannot be written (``WriteError``: a full
     disk, a read-only folder...) is reported in two lines and exit status 1, without the
     traceback unless ``--debug`` is given. An interrupted run (``core.stopping``) ends at
-    once."""
+    once, its worker processes with it; a stop the script let escape is reported in one
+    line ("main.py: stopped by SIGTERM.")."""
     from core import stopping
     from core.atomic_file import WriteError
     try:

@@ -117,7 +117,8 @@ def main(argv):
         first = watch(state_dir, folder, ranks, command)
         if first:
             lines = [first.format(n=len(pids.split(",")))] + resume_lines(folder, command)
-            print("\n".join(lines), file=out, flush=True)
+            # on a line of its own: rank 0's progress bar may end the terminal's last line
+            print("\n" + "\n".join(lines), file=out, flush=True)
     finally:
         shutil.rmtree(state_dir, ignore_errors=True)
     return 0
