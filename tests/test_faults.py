@@ -314,22 +314,29 @@ def test_a_stop_signal_waits_for_the_end_of_a_deferred_block():
     assert _signal_in_block(False) == (["stopped by SIGTERM"], 143)
 
 
+#: Test scripts' generator whose finalizer sleeps in C for ``bar(microseconds)``: a signal
+#: that comes meanwhile is handled there, as in a progress bar the garbage collector closes.
+SLOW_TO_CLOSE = """import ctypes
+
+
+def bar(microseconds):
+    try:
+        yield 1
+    finally:
+        ctypes.CDLL(None).usleep(microseconds)  # the signal comes meanwhile
+"""
+
+
 def _stop_in_a_finalizer(handled_by):
     """A process whose SIGTERM handler runs in a generator's finalizer (the generator
     closed by the garbage collector while the signal comes, as a progress bar's may be),
     then goes on with ten batches: its output, error output and exit status."""
-    code = textwrap.dedent(f"""
-        import contextlib, ctypes, os, signal, sys, threading
+    code = SLOW_TO_CLOSE + textwrap.dedent(f"""
+        import contextlib, os, signal, sys, threading
         from core import stopping
 
-        def bar():
-            try:
-                yield 1
-            finally:
-                ctypes.CDLL(None).usleep(300000)  # the signal comes meanwhile
-
         def work():
-            g = bar()
+            g = bar(300000)
             next(g)
             threading.Timer(0.05, os.kill, (os.getpid(), signal.SIGTERM)).start()
             del g
@@ -374,22 +381,16 @@ def _stop_during_a_compile(ending, timeout):
     that failure for the stop and returns its status, which ends the process through
     ``ending``. ``(output, error output, exit status)``; the status None when the process
     had not ended within ``timeout`` seconds (the signal comes after 0.5 s)."""
-    code = textwrap.dedent(f"""
-        import atexit, ctypes, multiprocessing, os, signal, sys, threading
+    code = SLOW_TO_CLOSE + textwrap.dedent(f"""
+        import atexit, multiprocessing, os, signal, sys, threading
         from core import entry, stopping
-
-        def bar():
-            try:
-                yield 1
-            finally:
-                ctypes.CDLL(None).usleep(2000000)  # the signal comes meanwhile
 
         def main():
             with stopping.stop_on_signals():
                 pool = multiprocessing.Pool(2)  # as Jittor's, ended at exit
                 atexit.register(pool.__exit__, None, None, None)
                 pool.apply(int)  # its workers started, idle, one holding its queue's lock
-                g = bar()
+                g = bar(2000000)
                 next(g)
                 threading.Timer(0.5, os.killpg, (0, signal.SIGTERM)).start()
                 del g
