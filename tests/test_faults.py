@@ -373,7 +373,6 @@ def test_a_stop_signal_handled_in_a_finalizer_is_not_lost():
     assert "Exception ignored in" in err and out[-1] == "batch 9" and status == 0
 
 
-
 def _stop_during_a_compile(ending, timeout):
     """A process like main.py compiling kernels (Jittor's compile pool of forked workers)
     when its process group gets SIGTERM, as a terminal's Ctrl-C or a scheduler sends it:
@@ -423,6 +422,7 @@ def test_a_stop_signal_during_a_kernel_compile_ends_the_run_in_one_report():
     assert (out, err, status) == (["stopped by SIGTERM"], "", 143)
     out, err, status = _stop_during_a_compile("(lambda main: main())", 15)
     assert (out, status) == (["stopped by SIGTERM"], None), err
+
 
 def test_a_second_run_into_the_same_folder_refuses_naming_the_first(demo_data, tmp_path):
     first = Run(train_args(demo_data, tmp_path, "twice", 2))
