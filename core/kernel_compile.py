@@ -4,7 +4,7 @@
 
 Jittor builds each kernel with one shell command (``PYTHON asm_tuner.py --cc_path=CC
 SOURCE FLAGS -o KERNEL.so``); ``core/jittor_setup.py`` makes this script its PYTHON
-(Jittor's ``python_path``). It runs COMPILER_SCRIPT in this process, with two changes:
+(Jittor's ``python_path``). It runs COMPILER_SCRIPT in this process, with these changes:
 
 - **A lock that outlives the process that asked.** Jittor keeps two processes from
   compiling at once with a lock that lives as long as the asking process. A compiler left
@@ -24,6 +24,15 @@ SOURCE FLAGS -o KERNEL.so``); ``core/jittor_setup.py`` makes this script its PYT
   The machine code is the same (tests/test_kernel_compile.py compares it); where the header
   cannot be built, the compiler is not GCC's, or the source does not start as Jittor's CPU
   kernels do, the command runs unchanged.
+- **One compile of a kernel asked for twice at once.** Two processes that meet the same new
+  kernel at the same time (the two test processes, MPI ranks) both find no cache key and
+  both ask for it; the second waits for the first's lock. When the first compile succeeded
+  while it waited (``KERNEL.so.built`` is newer than its wait), the second uses that kernel
+  instead of compiling it again.
+- **Jittor's Python utilities not imported.** COMPILER_SCRIPT (Jittor's asm_tuner) imports
+  ``jittor_utils`` for its logger and core library only, and that import runs g++ twice,
+  ``uname`` and ``git`` (~0.1 s of a kernel's ~0.5 s). It gets a stand-in with those two;
+  any other name it asks for comes from the real module.
 
 The script runs from a copy in Jittor's cache folder (core/jittor_setup.py), so it imports
 nothing of the project.
@@ -35,6 +44,8 @@ import runpy
 import subprocess
 import sys
 import tempfile
+import time
+import types
 
 #: What every Jittor CPU kernel's source starts with: the header is built with the same
 #: macros defined, and used only for sources that define them the same way.
@@ -124,11 +135,46 @@ def with_precompiled_header(args):
     return [*args[:3], *MACROS, "-include", header, *args[3:]]  # after the source
 
 
+def jittor_utils_stand_in():
+    """A module with what asm_tuner uses of ``jittor_utils`` (its logger's ``vvvv``, a
+    no-op core import); any other name is looked up in the real module."""
+    def real(name):
+        if name.startswith("__"):  # e.g. ``__path__``, looked up by ``from ... import``
+            raise AttributeError(name)
+        if sys.modules.get("jittor_utils") is module:
+            del sys.modules["jittor_utils"]
+        import jittor_utils
+        return getattr(jittor_utils, name)
+
+    module = types.ModuleType("jittor_utils")
+    module.LOG = types.SimpleNamespace(vvvv=lambda *messages: None)
+    module.try_import_jit_utils_core = lambda silent=False: None
+    module.__getattr__ = real
+    return module
+
+
+def lock_or_wait(lock):
+    """Take ``lock``; True when another process held it (and so had to be waited for)."""
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return False
+    except BlockingIOError:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return True
+
+
 def main(args):
-    with open(output_of(args) + ".lock", "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # released when this process ends, however
+    output = output_of(args)
+    built = output + ".built"  # touched when a compile of ``output`` succeeded
+    with open(output + ".lock", "a") as lock:
+        asked = time.time()
+        # the lock is released when this process ends, however
+        if lock_or_wait(lock) and os.path.exists(built) and os.path.getmtime(built) >= asked:
+            return 0  # compiled while this process waited
         sys.argv = with_precompiled_header(args)
+        sys.modules.setdefault("jittor_utils", jittor_utils_stand_in())
         runpy.run_path(args[0], run_name="__main__")
+        open(built, "w").close()
     return 0
 
 

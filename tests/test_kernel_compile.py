@@ -22,14 +22,19 @@ LOCKED = [sys.executable, str(ROOT / "core" / "kernel_compile.py")]
 
 
 def fake_compiler(tmp_path):
-    """A 'compiler' that logs its start, takes a second, then logs its end."""
+    """A 'compiler' that logs its start, takes a second, then logs its end and writes its
+    output; with a tag ending in "!", it fails instead (exit status 1, no output)."""
     script = tmp_path / "compiler.py"
     script.write_text(textwrap.dedent("""
         import sys, time
-        tag, log = sys.argv[1], sys.argv[-1] + ".log"
-        open(log, "a").write("start " + tag + "\\n")
+        tag, out = sys.argv[1], sys.argv[-1]
+        open(out + ".log", "a").write("start " + tag + "\\n")
         time.sleep(1.0)
-        open(log, "a").write("end " + tag + "\\n")
+        if tag.endswith("!"):
+            open(out + ".log", "a").write("failed " + tag + "\\n")
+            sys.exit(1)
+        open(out, "w").write(tag)
+        open(out + ".log", "a").write("end " + tag + "\\n")
     """))
     return script
 
@@ -41,30 +46,62 @@ def wait_for_line(log, line, timeout=30):
         time.sleep(0.02)
 
 
-def compile_after_a_killed_one(tmp_path, second):
-    """The log of two compiles of one kernel: the first asked by a shell that is killed
-    once the compiler runs (as a killed Jittor process leaves its compiler), the second
-    started by ``second`` at once."""
+def compile_after_a_killed_one(tmp_path, second, first="A"):
+    """The log of two compiles of one kernel, and the kernel: the first (tagged ``first``)
+    asked by a shell that is killed once the compiler runs (as a killed Jittor process
+    leaves its compiler), the second (tagged B) started by ``second`` at once."""
     compiler, out = fake_compiler(tmp_path), tmp_path / "kernel_op.so"
     asker = subprocess.Popen(["sh", "-c", " ".join(f"'{a}'" for a in (
-        *LOCKED, compiler, "A", "-o", out))], start_new_session=True)
+        *LOCKED, compiler, first, "-o", out))], start_new_session=True)
     log = Path(str(out) + ".log")
-    wait_for_line(log, "start A")
+    wait_for_line(log, "start " + first)
     os.kill(asker.pid, signal.SIGKILL)
     asker.wait()
     subprocess.run([*second, str(compiler), "B", "-o", str(out)], check=True, timeout=60)
-    wait_for_line(log, "end A")
-    return log.read_text().splitlines()
+    end = "failed " + first if first.endswith("!") else "end " + first
+    wait_for_line(log, end)
+    return log.read_text().splitlines(), out.read_text()
 
 
-def test_a_compile_waits_for_the_compiler_of_a_killed_process(tmp_path):
-    assert compile_after_a_killed_one(tmp_path, LOCKED) == ["start A", "end A", "start B",
-                                                            "end B"]
+def test_a_compile_waits_for_the_compiler_of_a_killed_process_and_uses_its_kernel(tmp_path):
+    assert compile_after_a_killed_one(tmp_path, LOCKED) == (["start A", "end A"], "A")
+
+
+def test_a_compile_that_waited_for_a_failed_one_compiles(tmp_path):
+    assert compile_after_a_killed_one(tmp_path, LOCKED, first="A!") == (
+        ["start A!", "failed A!", "start B", "end B"], "B")
+
+
+def test_a_kernel_asked_for_again_later_compiles_again(tmp_path):
+    """Only a compile that was waited for is taken: Jittor asks again when its cache key
+    does not match (a source or header changed), and that compile runs."""
+    compiler, out = fake_compiler(tmp_path), tmp_path / "kernel_op.so"
+    for tag in ("A", "B"):
+        subprocess.run([*LOCKED, str(compiler), tag, "-o", str(out)], check=True, timeout=60)
+    assert Path(f"{out}.log").read_text().split() == ["start", "A", "end", "A", "start", "B",
+                                                      "end", "B"]
 
 
 def test_control_without_the_lock_the_compiles_overlap(tmp_path):
-    lines = compile_after_a_killed_one(tmp_path, [sys.executable])
+    lines, _ = compile_after_a_killed_one(tmp_path, [sys.executable])
     assert lines.index("start B") < lines.index("end A"), lines
+
+
+def test_the_compiler_script_gets_jittor_utils_without_importing_it(tmp_path):
+    """asm_tuner's uses of ``jittor_utils`` work on the stand-in, which does not import the
+    real module; a name the stand-in lacks comes from the real module."""
+    script, out = tmp_path / "compiler.py", tmp_path / "kernel_op.so"
+    script.write_text(textwrap.dedent("""
+        import sys
+        import jittor_utils
+        from jittor_utils import LOG
+        LOG.vvvv("a message"); jittor_utils.try_import_jit_utils_core(silent=True)
+        stand_in = "__file__" not in vars(sys.modules["jittor_utils"])
+        real = callable(jittor_utils.run_cmd) and callable(jittor_utils.run_cmds)
+        open(sys.argv[-1], "w").write(repr((stand_in, real)))
+    """))
+    subprocess.run([*LOCKED, str(script), "-o", str(out)], check=True, timeout=60)
+    assert out.read_text() == "(True, True)"
 
 
 def test_jittor_compiles_its_kernels_through_the_lock():
