@@ -20,6 +20,16 @@ changes both; Jittor's worker processes are forked once and keep the state they 
 forked with, so ``set_epoch`` stops them (``Dataset.reset``) and the next iteration forks
 new ones that see the new epoch.
 
+One pass over the data loads each batch once. Jittor's own loop reads ahead: whenever a
+worker is idle after every batch of the pass was handed out, it starts the workers on
+another pass, with the same order and items, into buffers of 512 MB each; a training set
+throws those batches away at the next epoch (the demo's training loaded each epoch's
+videos 5 times over, a fifth of the CPU time of an epoch on 2 cores). So ``__iter__``
+hands the workers one pass at a time. Stopping workers that are busy (an error, a pass
+left half-way) no longer races either: Jittor closed the queue the workers announce their
+batches on before they were idle, and a worker that announced one then died with a
+traceback and a SIGINT to the main process.
+
 Evaluation items (``train=False``, the default for the "validation" subset) use centre
 temporal crops and the deterministic ``val`` spatial transform: the same pixels and
 features on every call.
@@ -245,11 +255,47 @@ class VE8Dataset(Dataset):
         return super().collate_batch(batch)
 
     def __iter__(self):
-        for batch in super().__iter__():
+        workers = self.num_workers and not self._disable_workers
+        for batch in self._worker_pass() if workers else super().__iter__():
             if isinstance(batch, SampleError):
                 self.reset()  # stop the workers: this pass over the data cannot go on
                 raise batch
             yield batch
+
+    # ---- Jittor's worker processes, one pass at a time (see the module docstring) ----
+    _pass_complete = True  # False while a pass is under way, and after one left half-way
+
+    def _worker_pass(self):
+        index_list = self._get_index_list()
+        if hasattr(self, "workers") and not self._pass_complete:
+            self.reset()  # batches of the pass left half-way are still on their way
+        self._pass_complete = False
+        if not hasattr(self, "workers"):
+            self._init_workers(index_list)  # they start on this pass
+        else:  # idle since the last pass ended: hand them this one
+            with self.gid.get_lock():
+                self.index_list_numpy[:] = index_list
+                self.gid.get_obj().value = 0
+                self.gidc.notify_all()
+        for _ in range(self.batch_len):
+            worker = self.workers[self.idqueue.pop()]
+            yield self.to_jittor(worker.buffer.recv())
+        self._pass_complete = True
+
+    def _stop_all_workers(self):
+        """Stop the workers' buffers, wait until every worker is idle, then close the
+        queue they announce batches on (see the module docstring)."""
+        for w in self.workers:
+            w.buffer.stop()  # a batch under way cannot be sent: its worker goes idle
+        with self.gid.get_lock():
+            self.gid.get_obj().value = self.batch_len  # no worker takes another batch
+            while self.num_idle.value < self.num_workers:
+                self.num_idle_c.wait()
+        self.idqueue.stop()
+        for w in self.workers:
+            w.buffer.clear()
+        self.idqueue.clear()
+        self.gid.value = 0
 
     def __repr__(self):
         return (f"VE8Dataset(subset={self.subset!r}, n_samples={self.n_samples}, train={self.train}, "

@@ -2,6 +2,7 @@
 import json
 import os
 import shutil
+import time
 import warnings
 
 import numpy as np
@@ -63,12 +64,12 @@ def root(tmp_path_factory, mp3_pool):
     return make_root(str(tmp_path_factory.mktemp("ve8")), mp3_pool)
 
 
-def dataset(root, subset, **kw):
+def dataset(root, subset, cls=VE8Dataset, **kw):
     kw.setdefault("seq_len", SEQ)
     kw.setdefault("snippet_duration", DUR)
     kw.setdefault("sample_size", SIZE)
     kw.setdefault("audio_cache", os.path.join(root, "mfcc_cache"))
-    return VE8Dataset(os.path.join(root, VE8_FACTS.frames_folder),
+    return cls(os.path.join(root, VE8_FACTS.frames_folder),
                       os.path.join(root, VE8_FACTS.audio_folder),
                       os.path.join(root, VE8_FACTS.annotation_file(1)), subset, **kw)
 
@@ -376,6 +377,58 @@ def test_loader_workers_match_single_process(root):
     assert visual.shape == [2, SEQ, 3, DUR, SIZE, SIZE]
     assert str(target.dtype) == "int32" and str(audio.dtype) == "float32"
     assert all(isinstance(v, str) for v in vid)
+
+
+class CountingDataset(VE8Dataset):
+    """Appends the index of each item it makes to the file ``log``, from any process."""
+    log = None
+
+    def __getitem__(self, index):
+        with open(self.log, "a") as f:
+            f.write(f"{index}\n")
+        return super().__getitem__(index)
+
+
+def items_loaded(root, tmp_path, one_pass):
+    """How many items a 2-worker training set loads over two epochs of a slow consumer
+    (0.2 s a batch: the workers finish a pass long before it does), each epoch's pass made
+    by ``one_pass(dataset)``."""
+    ds = dataset(root, "training", cls=CountingDataset, batch_size=1, shuffle=True,
+                 num_workers=2)
+    ds.log = str(tmp_path / "loads.txt")
+    for epoch in (1, 2):
+        ds.set_epoch(epoch)
+        for _ in one_pass(ds):
+            time.sleep(0.2)
+    ds.terminate()
+    return len(open(ds.log).read().split())
+
+
+def test_a_pass_loads_each_item_once(root, tmp_path):
+    assert items_loaded(root, tmp_path, iter) == 2 * 5
+
+
+def test_control_jittor_own_loop_reads_ahead_into_further_passes(root, tmp_path):
+    from jittor.dataset import Dataset
+    assert items_loaded(root, tmp_path, Dataset.__iter__) > 2 * 5
+
+
+class WithoutPassCheck(VE8Dataset):
+    """A dataset that takes every pass for complete (the check of core's loop removed)."""
+    _pass_complete = property(lambda self: True, lambda self, value: None)
+
+
+@pytest.mark.parametrize("cls, first_ids", [(VE8Dataset, ["t001", "t001"]),
+                                            (WithoutPassCheck, ["t001", "t002"])])
+def test_a_pass_left_half_way_does_not_leak_into_the_next(root, cls, first_ids):
+    """``next(iter(dataset))`` twice gives the first batch twice, and a whole pass then
+    gives every batch once; control: without the check, the second call gets the batch
+    the first pass left on its way."""
+    ds = dataset(root, "validation", cls=cls, batch_size=1, num_workers=2)
+    assert [next(iter(ds))[3][0] for _ in range(2)] == first_ids
+    if cls is VE8Dataset:
+        assert [batch[3][0] for batch in ds] == ["t001", "t002"]
+    ds.terminate()
 
 
 def test_datasets_from_opts(root):
