@@ -17,8 +17,8 @@ $(VENV)/.installed: requirements.txt requirements-test.txt
 	$(PY) -m pip install -q -r requirements.txt -r requirements-test.txt
 	@echo "Compiling Jittor's core on first use (a few minutes, once per machine)..."
 	$(PY) -c "import core.jittor_setup"
-	@echo "Compiling librosa's numba functions on first use (~20 s, once per environment)..."
-	$(PY) -c "import librosa.feature"
+	@echo "Compiling librosa's numba functions for the MFCC features (~20 s, once)..."
+	$(PY) -c "from datasets.audio import compile_librosa; compile_librosa()"
 	@command -v mpirun >/dev/null 2>&1 && command -v mpicc >/dev/null 2>&1 || \
 		echo "note: OpenMPI is missing, so multi-process training (mpirun) and its tests are \
 unavailable; install it with: sudo apt-get install openmpi-bin libopenmpi-dev"

@@ -71,11 +71,23 @@ def load_audio(path, sr=SAMPLE_RATE):
 
 def mfcc_features(path, sr=SAMPLE_RATE, n_mfcc=N_MFCC, length=TIMESERIES_LENGTH):
     """float32 ``[length, n_mfcc]`` MFCC features of one audio file (no cache)."""
+    y, sr = load_audio(path, sr)
+    return samples_mfcc(y, sr, n_mfcc, length)
+
+
+def samples_mfcc(y, sr=SAMPLE_RATE, n_mfcc=N_MFCC, length=TIMESERIES_LENGTH):
+    """:func:`mfcc_features` of the samples ``y`` at rate ``sr``."""
     import librosa
 
-    y, sr = load_audio(path, sr)
     feature = librosa.feature.mfcc(y=y, sr=sr, n_mfcc=n_mfcc, hop_length=HOP_LENGTH).T
     return np.ascontiguousarray(tile_features(feature, length), dtype=np.float32)
+
+
+def compile_librosa():
+    """Have numba compile (and cache in the environment) what librosa runs for the MFCC
+    features: ~20 s on the first MFCC of a new environment, which ``make venv`` pays
+    instead of the first dataset preparation."""
+    samples_mfcc(np.zeros(SAMPLE_RATE, np.float32))
 
 
 class MFCCCache:

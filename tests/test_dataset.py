@@ -2,6 +2,8 @@
 import json
 import os
 import shutil
+import subprocess
+import sys
 import time
 import warnings
 
@@ -14,7 +16,7 @@ from opts import parse_opts
 from datasets.audio import MFCCCache, mfcc_features
 from datasets.catalog import DATASETS
 from datasets.ve8 import VE8Dataset, DatasetError, order_permutation
-from tests.helpers import make_frames, make_mp3, snippet_indices
+from tests.helpers import REPO, make_frames, make_mp3, snippet_indices
 
 VE8_FACTS = DATASETS["ve8"]
 VE8 = list(VE8_FACTS.classes.names)
@@ -136,6 +138,24 @@ def test_mfcc_equals_librosa(mp3_pool):
         ref = np.tile(ref, (4096 // ref.shape[0] + 1, 1))[:4096]
         assert out.shape == (4096, 32) and out.dtype == np.float32
         np.testing.assert_array_equal(out, ref.astype(np.float32))
+
+
+def numba_cache_files(cache, code):
+    """The files numba's cache folder ``cache`` holds after a fresh Python ran ``code``."""
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(cache))
+    subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, check=True, timeout=300)
+    return sorted(p.name for p in cache.rglob("*") if p.is_file())
+
+
+def test_compile_librosa_compiles_all_the_mfcc_features_need(tmp_path, mp3_pool):
+    """After ``compile_librosa`` (``make venv``), the MFCC features of an mp3 compile
+    nothing more; control: importing librosa's feature module compiles nothing."""
+    assert numba_cache_files(tmp_path / "import", "import librosa.feature") == []
+    compiled = numba_cache_files(tmp_path / "made", "from datasets.audio import "
+                                 "compile_librosa; compile_librosa()")
+    assert compiled
+    assert numba_cache_files(tmp_path / "made", "from datasets.audio import mfcc_features; "
+                             f"mfcc_features({mp3_pool[1]!r})") == compiled
 
 
 def test_mfcc_cache_hit_change_and_corruption(tmp_path, mp3_pool):
