@@ -24,7 +24,7 @@ One pass over the data loads each batch once. Jittor's own loop reads ahead: whe
 worker is idle after every batch of the pass was handed out, it starts the workers on
 another pass, with the same order and items, into buffers of 512 MB each; a training set
 throws those batches away at the next epoch (the demo's training loaded each epoch's
-videos 5 times over, a fifth of the CPU time of an epoch on 2 cores). So ``__iter__``
+videos 5 times over, on the cores its training steps need). So ``__iter__``
 hands the workers one pass at a time. Stopping workers that are busy (an error, a pass
 left half-way) no longer races either: Jittor closed the queue the workers announce their
 batches on before they were idle, and a worker that announced one then died with a
@@ -266,9 +266,9 @@ class VE8Dataset(Dataset):
     _pass_complete = True  # False while a pass is under way, and after one left half-way
 
     def _worker_pass(self):
-        index_list = self._get_index_list()
         if hasattr(self, "workers") and not self._pass_complete:
             self.reset()  # batches of the pass left half-way are still on their way
+        index_list = self._get_index_list()
         self._pass_complete = False
         if not hasattr(self, "workers"):
             self._init_workers(index_list)  # they start on this pass

@@ -72,8 +72,8 @@ def dataset(root, subset, cls=VE8Dataset, **kw):
     kw.setdefault("sample_size", SIZE)
     kw.setdefault("audio_cache", os.path.join(root, "mfcc_cache"))
     return cls(os.path.join(root, VE8_FACTS.frames_folder),
-                      os.path.join(root, VE8_FACTS.audio_folder),
-                      os.path.join(root, VE8_FACTS.annotation_file(1)), subset, **kw)
+               os.path.join(root, VE8_FACTS.audio_folder),
+               os.path.join(root, VE8_FACTS.annotation_file(1)), subset, **kw)
 
 
 # ---------------------------------------------------------------- options
@@ -434,7 +434,8 @@ def test_control_jittor_own_loop_reads_ahead_into_further_passes(root, tmp_path)
 
 
 class WithoutPassCheck(VE8Dataset):
-    """A dataset that takes every pass for complete (the check of core's loop removed)."""
+    """A dataset that takes every pass for complete (``_worker_pass``'s half-way check
+    removed)."""
     _pass_complete = property(lambda self: True, lambda self, value: None)
 
 
