@@ -4,7 +4,8 @@ why a write failed.
 ``write_atomically(path, write)`` calls ``write(f)`` on a temporary file in the same folder,
 then renames it over ``path`` (``atomic_path`` does the same for a file that another
 program writes, a compiler say): ``path`` holds either the old or the new complete file, and
-on any error the temporary file is removed. ``durable=True`` also fsyncs the file and the
+on any error the temporary file is removed (``link_atomically`` gives a complete file a
+second name the same way). ``durable=True`` also fsyncs the file and the
 folder, so the new file survives a power cut (checkpoints). The file gets the permissions a
 plainly created one would (``mkstemp`` alone makes 0600 files). ``write_text_if_changed``
 leaves a file that already holds the text alone (its time stamp too).
@@ -134,6 +135,26 @@ def write_atomically(path, write, durable=False, mode=None):
             os.fchmod(f.fileno(), _NEW_FILE_MODE if mode is None else mode)
             write(f)
     return os.fspath(path)
+
+
+#: What ``os.link`` fails with where a filesystem keeps no hard links.
+_NO_HARD_LINKS = {errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EXDEV, errno.EMLINK}
+
+
+def link_atomically(src, path, durable=False):
+    """Make ``path`` a second name of the complete file ``src`` (a hard link, replacing
+    ``path`` atomically): one file on disk, written once. ``src`` must not be changed in
+    place afterwards (``write_atomically`` never does: it makes a new file). False, with
+    ``path`` left as it was, where the filesystem has no hard links."""
+    try:
+        with atomic_path(path, durable) as tmp:
+            os.unlink(tmp)  # the name is this process's: mkstemp made it
+            os.link(src, tmp)
+    except WriteError as e:
+        if e.errno in _NO_HARD_LINKS:
+            return False
+        raise
+    return True
 
 
 def write_text_if_changed(path, text):

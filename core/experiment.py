@@ -4,7 +4,8 @@
     metrics.jsonl    one line per epoch and split: {"epoch", "split", "loss", "acc", ...}
     save_<epoch>.npz checkpoint after each epoch ({state_dict, optimizer, meta}); written
                      before the epoch's evaluation (meta "evaluated": false) and again after it
-    best.npz         the checkpoint with the best validation accuracy so far
+    best.npz         the checkpoint with the best validation accuracy so far (a hard link
+                     to that epoch's save_<epoch>.npz where the filesystem has them)
     curves.png       loss and accuracy per epoch
     events.out.tfevents.*  the same scalars, and per batch, for TensorBoard (core/tensorboard.py)
     run.lock         locked (``lockf``) by the run writing into the folder; holds its PID
@@ -23,8 +24,8 @@ import socket
 
 import numpy as np
 
-from core.atomic_file import (WriteError, free_space, human_size, make_folder,
-                              write_atomically)
+from core.atomic_file import (WriteError, free_space, human_size, link_atomically,
+                              make_folder, write_atomically)
 from core.checkpoint import save_checkpoint
 from core.tensorboard import TrainingBoard
 
@@ -174,13 +175,17 @@ class Experiment:
     def save(self, epoch, model, optimizer, meta, best=False):
         """Write save_<epoch>.npz (and best.npz) atomically; returns the path. main.py
         writes it once after the epoch's training and again, with the evaluation's
-        result in ``meta``, after its evaluation."""
+        result in ``meta``, after its evaluation. best.npz is a hard link to the file
+        just written (a checkpoint is replaced, never changed in place), or a copy where
+        the filesystem has no hard links."""
         state = model.state_dict()
         opt_state = optimizer.state_dict()
         path = checkpoint_path(self.folder, epoch)
         save_checkpoint(path, state, opt_state, meta)
         if best:
-            save_checkpoint(os.path.join(self.folder, "best.npz"), state, opt_state, meta)
+            best_path = os.path.join(self.folder, "best.npz")
+            if not link_atomically(path, best_path, durable=True):
+                save_checkpoint(best_path, state, opt_state, meta)
         return path
 
 

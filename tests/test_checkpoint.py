@@ -523,3 +523,74 @@ def test_atomic_write_survives_killed_process(tmp_path):
     # a normal save afterwards replaces it
     ckpt.save_checkpoint(path, {"w": np.ones(3)}, meta={"epoch": 3})
     assert ckpt.load_checkpoint(path)["meta"] == {"epoch": 3}
+
+
+class _Weights:
+    """What ``Experiment.save`` asks of a model and an optimizer: a ``state_dict()``."""
+
+    def __init__(self, **arrays):
+        self.arrays = arrays
+
+    def state_dict(self):
+        return dict(self.arrays)
+
+
+def _save_epoch(experiment, epoch, value, best):
+    model, optimizer = _Weights(w=np.full(1000, value, np.float32)), _Weights(step=np.ones(1))
+    return experiment.save(epoch, model, optimizer, {"epoch": epoch}, best=best)
+
+
+def test_best_checkpoint_is_the_epochs_file_under_a_second_name(tmp_path):
+    from core.experiment import Experiment
+    experiment = Experiment(str(tmp_path / "run"))
+    try:
+        first = _save_epoch(experiment, 1, 1.0, best=True)
+        best = tmp_path / "run" / "best.npz"
+        assert os.path.samefile(first, best)  # written once
+        second = _save_epoch(experiment, 2, 2.0, best=False)
+        # epoch 1 written again (after its evaluation) replaces the file, not its bytes
+        _save_epoch(experiment, 1, 3.0, best=False)
+        assert not os.path.samefile(first, best)
+        assert ckpt.load_checkpoint(best)["state_dict"]["w"][0] == 1.0
+        _save_epoch(experiment, 2, 2.0, best=True)
+        assert os.path.samefile(second, best)
+        assert ckpt.load_checkpoint(best)["state_dict"]["w"][0] == 2.0
+        assert not [n for n in os.listdir(tmp_path / "run") if n.endswith(".tmp")]
+    finally:
+        experiment.close()
+
+
+@pytest.mark.parametrize("code", ["EXDEV", "EPERM", "EOPNOTSUPP"])
+def test_best_checkpoint_is_a_copy_where_there_are_no_hard_links(tmp_path, monkeypatch, code):
+    import errno
+    from core.experiment import Experiment
+
+    def no_links(src, dst):
+        raise OSError(getattr(errno, code), os.strerror(getattr(errno, code)))
+
+    monkeypatch.setattr(os, "link", no_links)
+    experiment = Experiment(str(tmp_path / "run"))
+    try:
+        path = _save_epoch(experiment, 1, 5.0, best=True)
+        best = tmp_path / "run" / "best.npz"
+        assert not os.path.samefile(path, best)
+        assert ckpt.load_checkpoint(best)["state_dict"]["w"][0] == 5.0
+        assert sorted(os.listdir(tmp_path / "run")) == ["best.npz", "run.lock", "save_1.npz"]
+    finally:
+        experiment.close()
+
+
+def test_link_failure_other_than_missing_hard_links_is_a_write_error(tmp_path, monkeypatch):
+    import errno
+    from core.atomic_file import WriteError, link_atomically
+    src, dst = tmp_path / "a.npz", tmp_path / "b.npz"
+    src.write_bytes(b"new")
+    dst.write_bytes(b"old")
+
+    def full(src, dst):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "link", full)
+    with pytest.raises(WriteError, match="disk is full"):
+        link_atomically(str(src), str(dst))
+    assert dst.read_bytes() == b"old" and sorted(os.listdir(tmp_path)) == ["a.npz", "b.npz"]
