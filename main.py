@@ -297,6 +297,8 @@ class Training:
                 self.validate(self.begin_epoch - 1)
             for epoch in range(self.begin_epoch, self.opt.n_epochs + 1):
                 self.train(epoch)
+                if epoch < self.opt.n_epochs:  # its first batches load during the evaluation
+                    self.train_set.set_epoch(epoch + 1).start_pass()
                 self.validate(epoch)
         except NonFiniteLossError as e:
             if self.main_rank:

@@ -12,7 +12,8 @@
 - ``make_loader(dataset, opt, shuffle, batch_size=None)``: sets Jittor's loader
   attributes (batch size, shuffle, ``opt.n_threads`` workers, ``opt.dl`` drop_last) and
   returns the dataset, which in Jittor is its own loader. Call ``dataset.set_epoch(e)``
-  before iterating epoch ``e``.
+  before iterating epoch ``e`` (and ``dataset.start_pass()`` to have its workers start
+  loading that epoch at once).
 """
 from datasets.ve8 import VE8Dataset
 

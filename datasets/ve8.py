@@ -16,9 +16,12 @@ Randomness: training items draw from ``numpy.random.default_rng([seed, epoch, in
 ``(seed, epoch, index)`` in whichever process computes it. The shuffled order comes from
 ``EpochSampler``: a permutation drawn from ``default_rng([seed, epoch, 2])``, the same in
 every process (Jittor's MPI mode then shards that list per rank). ``set_epoch(epoch)``
-changes both; Jittor's worker processes are forked once and keep the state they were
-forked with, so ``set_epoch`` stops them (``Dataset.reset``) and the next iteration forks
-new ones that see the new epoch.
+changes both. Jittor's worker processes are forked once and keep the state they were
+forked with, but for shared memory: the epoch of the pass they load is handed to them
+there with the pass's index list, so they serve every epoch of a run.
+``start_pass()`` hands them the next pass early (main.py: the next epoch's, during the
+evaluation), and the next iteration takes it over; a pass begun for another epoch is
+stopped instead.
 
 One pass over the data loads each batch once. Jittor's own loop reads ahead: whenever a
 worker is idle after every batch of the pass was handed out, it starts the workers on
@@ -28,7 +31,10 @@ videos 5 times over, on the cores its training steps need). So ``__iter__``
 hands the workers one pass at a time. Stopping workers that are busy (an error, a pass
 left half-way) no longer races either: Jittor closed the queue the workers announce their
 batches on before they were idle, and a worker that announced one then died with a
-traceback and a SIGINT to the main process.
+traceback and a SIGINT to the main process. And the batches come in the pass's order:
+Jittor's workers may announce two batches taken at once in the other order (at the start
+of a pass, when both wake together), so each batch travels with the index of its first
+item and is put in its place.
 
 Evaluation items (``train=False``, the default for the "validation" subset) use centre
 temporal crops and the deterministic ``val`` spatial transform: the same pixels and
@@ -44,6 +50,7 @@ makes it the batch, and ``__iter__`` stops the workers and raises it.
 Speed without changing a value: MFCC features come from an on-disk cache, frames stay
 uint8, and each distinct frame index of a sample is decoded and transformed once.
 """
+import multiprocessing as mp
 import os
 import warnings
 
@@ -211,25 +218,24 @@ class VE8Dataset(Dataset):
 
     # ---- epoch -------------------------------------------------------------
     def set_epoch(self, epoch):
-        """Use ``epoch`` for the next iteration's order and items (restarts workers)."""
-        epoch = int(epoch)
-        if epoch != self.epoch:
-            self.epoch = epoch
-            if self.train:
-                # forked workers hold the old epoch: stop them; the next iteration forks
-                # new ones. (Evaluation items do not depend on the epoch, and the order is
-                # computed in the main process, so an evaluation set keeps its workers.)
-                self.reset()
+        """Use ``epoch`` for the next iteration's order and items."""
+        self.epoch = int(epoch)
         return self
 
     # ---- items --------------------------------------------------------------------
     def _rng(self, index):
-        return item_rng(self.seed, self.epoch, index) if self.train else None
+        if not self.train:
+            return None
+        # a worker loads the pass it was handed, whatever the main process's epoch now
+        epoch = self._pass_epoch.value if self._in_worker else self.epoch
+        return item_rng(self.seed, epoch, index)
 
     _in_worker = False  # True in Jittor's loader worker processes
 
     def __getitem__(self, index):
         index = int(index)
+        if self._in_worker:
+            self._batch_indices.append(index)  # for collate_batch, which sends it along
         entry = self.data[index]
         try:
             visual, audio, _ = self.recipe(entry["video_dir"], entry["frame_indices"],
@@ -246,13 +252,18 @@ class VE8Dataset(Dataset):
     # ---- errors from the loader workers ------------------------------------------
     def _worker_main(self, *args):
         self._in_worker = True  # this process is one of Jittor's forked workers
+        self._batch_indices = []
         return super()._worker_main(*args)
 
     def collate_batch(self, batch):
-        for item in batch:
-            if isinstance(item, SampleError):
-                return item
-        return super().collate_batch(batch)
+        """The batch (or the SampleError of an item that failed); in a worker, with the
+        index of its first item, which tells the main process where it belongs."""
+        error = next((item for item in batch if isinstance(item, SampleError)), None)
+        collated = error if error is not None else super().collate_batch(batch)
+        if not self._in_worker:
+            return collated
+        first, self._batch_indices = self._batch_indices[0], []
+        return collated, first
 
     def __iter__(self):
         workers = self.num_workers and not self._disable_workers
@@ -264,23 +275,67 @@ class VE8Dataset(Dataset):
 
     # ---- Jittor's worker processes, one pass at a time (see the module docstring) ----
     _pass_complete = True  # False while a pass is under way, and after one left half-way
+    _started = None  # what the pass begun early (start_pass) was begun for
 
-    def _worker_pass(self):
+    def start_pass(self):
+        """Hand the workers the next pass now: they load its first batches while this
+        process does something else; the next iteration takes it over unless the epoch
+        or the batching changed since (then it is stopped). No-op without workers."""
+        if self.num_workers and not self._disable_workers:
+            self._begin_pass()
+            self._started = self._pass_key()
+
+    def _pass_key(self):
+        return (self.epoch, self.batch_size, self.shuffle, self.drop_last)
+
+    def _begin_pass(self):
         if hasattr(self, "workers") and not self._pass_complete:
-            self.reset()  # batches of the pass left half-way are still on their way
+            self.reset()  # batches of a pass left half-way are still on their way
         index_list = self._get_index_list()
         self._pass_complete = False
         if not hasattr(self, "workers"):
+            self._pass_epoch = mp.Value("q", self.epoch, lock=False)  # seen by the workers
             self._init_workers(index_list)  # they start on this pass
         else:  # idle since the last pass ended: hand them this one
             with self.gid.get_lock():
+                self._pass_epoch.value = self.epoch
                 self.index_list_numpy[:] = index_list
                 self.gid.get_obj().value = 0
                 self.gidc.notify_all()
-        for _ in range(self.batch_len):
-            worker = self.workers[self.idqueue.pop()]
-            yield self.to_jittor(worker.buffer.recv())
+
+    def _worker_pass(self):
+        if self._started != self._pass_key() or not hasattr(self, "workers"):
+            self._begin_pass()
+        self._started = None
+
+        def arrivals():
+            while True:
+                yield self.workers[self.idqueue.pop()].buffer.recv()
+
+        for batch in self._in_pass_order(arrivals()):
+            yield batch if isinstance(batch, SampleError) else self.to_jittor(batch)
         self._pass_complete = True
+
+    def _in_pass_order(self, arrivals):
+        """The pass's batches in its order, from ``(batch, index of its first item)`` pairs
+        as the workers announce them. A worker takes a batch number under one lock and
+        announces it under another: two workers taking batches at once (at the start of a
+        pass) may announce them in the other order. A SampleError ends the pass."""
+        position = {int(self.index_list_numpy[k * self.real_batch_size]): k
+                    for k in range(self.batch_len)}
+        arrived = {}
+        for k in range(self.batch_len):
+            while k not in arrived:
+                batch, first = next(arrivals)
+                if isinstance(batch, SampleError):
+                    yield batch
+                    return
+                arrived[position[first]] = batch
+            yield arrived.pop(k)
+
+    def reset(self):
+        self._started = None
+        super().reset()
 
     def _stop_all_workers(self):
         """Stop the workers' buffers, wait until every worker is idle, then close the

@@ -372,6 +372,12 @@ def _batches(ds, epoch):
     return out
 
 
+def _same_batches(a, b):
+    """Whether two lists of ``_batches`` hold the same batches, value for value."""
+    return len(a) == len(b) and all(
+        x[3] == y[3] and all(np.array_equal(x[i], y[i]) for i in range(3)) for x, y in zip(a, b))
+
+
 def test_loader_workers_match_single_process(root):
     from core.jittor_setup import jt
     single = dataset(root, "training", seed=7, batch_size=2, shuffle=True, num_workers=0)
@@ -379,12 +385,7 @@ def test_loader_workers_match_single_process(root):
     assert len(single) == 3  # Jittor: len() counts batches
     for epoch in (1, 2):
         a, b = _batches(single, epoch), _batches(multi, epoch)
-        assert len(a) == len(b) == 3
-        for x, y in zip(a, b):
-            np.testing.assert_array_equal(x[0], y[0])
-            np.testing.assert_array_equal(x[1], y[1])
-            np.testing.assert_array_equal(x[2], y[2])
-            assert x[3] == y[3]
+        assert len(a) == 3 and _same_batches(a, b)
         ids = [single.data[i]["video_id"] for i in order_permutation(5, 7, epoch)]
         assert [v for x in a for v in x[3]] == ids
         if epoch == 1:
@@ -434,21 +435,94 @@ def test_control_jittor_own_loop_reads_ahead_into_further_passes(root, tmp_path)
 
 
 class WithoutPassCheck(VE8Dataset):
-    """A dataset that takes every pass for complete (``_worker_pass``'s half-way check
+    """A dataset that takes every pass for complete (``_begin_pass``'s half-way check
     removed)."""
     _pass_complete = property(lambda self: True, lambda self, value: None)
 
 
-@pytest.mark.parametrize("cls, first_ids", [(VE8Dataset, ["t001", "t001"]),
-                                            (WithoutPassCheck, ["t001", "t002"])])
-def test_a_pass_left_half_way_does_not_leak_into_the_next(root, cls, first_ids):
-    """``next(iter(dataset))`` twice gives the first batch twice, and a whole pass then
-    gives every batch once; control: without the check, the second call gets the batch
-    the first pass left on its way."""
-    ds = dataset(root, "validation", cls=cls, batch_size=1, num_workers=2)
-    assert [next(iter(ds))[3][0] for _ in range(2)] == first_ids
+def _training_sets(root, cls, batch_size=1):
+    """A training set of ``cls`` with two workers, and the same without workers."""
+    kw = dict(seed=3, batch_size=batch_size, shuffle=True)
+    return (dataset(root, "training", cls=cls, num_workers=2, **kw),
+            dataset(root, "training", num_workers=0, **kw))
+
+
+@pytest.mark.parametrize("cls, leaks", [(VE8Dataset, False), (WithoutPassCheck, True)])
+def test_a_pass_left_half_way_does_not_leak_into_the_next(root, cls, leaks):
+    """``next(iter(dataset))`` at epoch 1 (more of that pass on its way), then whole passes
+    of epoch 2: the batches of a dataset without workers; control: without the half-way
+    check, batches of epoch 1 come into epoch 2's pass."""
+    ds, single = _training_sets(root, cls)
+    ds.set_epoch(1)
+    first = _batches(single, 1)[0][3]
     if cls is VE8Dataset:
-        assert [batch[3][0] for batch in ds] == ["t001", "t002"]
+        assert [next(iter(ds))[3] for _ in range(2)] == [first, first]
+    else:
+        assert next(iter(ds))[3] == first
+    assert _same_batches(_batches(ds, 2), _batches(single, 2)) != leaks
+    ds.terminate()
+
+
+class _LateLock:
+    """A lock that worker 0 of ``dataset`` takes ``delay`` seconds late."""
+
+    def __init__(self, lock, dataset, delay=0.5):
+        self.lock, self.dataset, self.delay = lock, dataset, delay
+
+    def __enter__(self):
+        if getattr(self.dataset, "worker_id", None) == 0:
+            time.sleep(self.delay)
+        return self.lock.__enter__()
+
+    def __exit__(self, *exc):
+        return self.lock.__exit__(*exc)
+
+
+class LateAnnouncer(VE8Dataset):
+    """Worker 0 announces each batch it takes late (Jittor's workers take a batch number
+    under one lock and announce it under another, ``idqueue_lock``): worker 1 announces the
+    batches it took later first."""
+
+    def _worker_main(self, worker_id, *args):
+        self.worker_id = worker_id
+        return super()._worker_main(worker_id, *args)
+
+    idqueue_lock = property(lambda self: self._late,
+                            lambda self, lock: setattr(self, "_late", _LateLock(lock, self)),
+                            lambda self: delattr(self, "_late"))
+
+
+class InArrivalOrder(LateAnnouncer):
+    """Control: the batches in the order the workers announce them."""
+
+    def _in_pass_order(self, arrivals):
+        for _ in range(self.batch_len):
+            yield next(arrivals)[0]
+
+
+@pytest.mark.parametrize("cls, in_order", [(LateAnnouncer, True), (InArrivalOrder, False)])
+def test_batches_come_in_the_pass_order_whichever_worker_announces_first(root, cls,
+                                                                         in_order):
+    ds, single = _training_sets(root, cls)
+    same = [_same_batches(_batches(ds, e), _batches(single, e)) for e in (1, 2)]
+    assert all(same) if in_order else not all(same)
+    ds.terminate()
+
+
+def test_a_pass_started_early_is_taken_over(root, tmp_path):
+    """``start_pass()`` (main.py: the next epoch's, before the evaluation), then the
+    iteration: the batches of a dataset without workers, each item loaded once (the pass
+    was taken over, not begun again); a pass started for an epoch that then changed is
+    stopped, and the new epoch's batches come."""
+    ds, single = _training_sets(root, CountingDataset, batch_size=2)
+    ds.log = str(tmp_path / "loads.txt")
+    assert _same_batches(_batches(ds, 1), _batches(single, 1))
+    ds.set_epoch(2).start_pass()
+    time.sleep(0.5)  # the workers load while this process does something else
+    assert _same_batches(_batches(ds, 2), _batches(single, 2))
+    assert len(open(ds.log).read().split()) == 2 * 5
+    ds.set_epoch(3).start_pass()
+    assert _same_batches(_batches(ds, 4), _batches(single, 4))
     ds.terminate()
 
 
