@@ -34,6 +34,14 @@ SOURCE FLAGS -o KERNEL.so``); ``core/jittor_setup.py`` makes this script its PYT
   ``uname`` and ``git`` (~0.1 s of a kernel's ~0.5 s). It gets a stand-in with those two;
   any other name it asks for comes from the real module.
 
+- **No assembly pass where none is asked for.** asm_tuner compiles a kernel to assembly
+  with debug information (``-g -S``), reads that into Python, rewrites the lines that the
+  source's ``//@begin replace`` markers name (non-temporal stores, in a few kernels),
+  writes it back and assembles it. Most kernel sources have no marker; for them the
+  rewrite changes nothing, and g++ builds the library from the source at once: the same
+  machine code (tests/test_kernel_compile.py compares it), in ~25 % less time and a
+  tenth of the disk.
+
 The script runs from a copy in Jittor's cache folder (core/jittor_setup.py), so it imports
 nothing of the project.
 """
@@ -153,6 +161,23 @@ def jittor_utils_stand_in():
     return module
 
 
+def direct_command(args):
+    """The command that builds a GCC CPU kernel ``SCRIPT --cc_path=CC SOURCE FLAGS... -o
+    KERNEL.so`` without asm_tuner, where its source has no marker for it; else None."""
+    if len(args) < 5 or not args[1].startswith("--cc_path=") or not args[2].endswith("_op.cc"):
+        return None
+    compiler = args[1].split("=", 1)[1]
+    if not os.path.basename(compiler).startswith("g++") or not output_of(args).endswith(".so"):
+        return None
+    try:
+        with open(args[2], encoding="utf-8") as f:
+            if "@begin" in f.read():
+                return None
+    except OSError:
+        return None
+    return [compiler, *args[2:]]
+
+
 def lock_or_wait(lock):
     """Take ``lock``; True when another process held it (and so had to be waited for)."""
     try:
@@ -172,8 +197,14 @@ def main(args):
         if lock_or_wait(lock) and os.path.exists(built) and os.path.getmtime(built) >= asked:
             return 0  # compiled while this process waited
         sys.argv = with_precompiled_header(args)
-        sys.modules.setdefault("jittor_utils", jittor_utils_stand_in())
-        runpy.run_path(args[0], run_name="__main__")
+        command = direct_command(sys.argv)
+        if command is not None:
+            status = subprocess.run(command).returncode
+            if status != 0:
+                return status
+        else:
+            sys.modules.setdefault("jittor_utils", jittor_utils_stand_in())
+            runpy.run_path(args[0], run_name="__main__")
         open(built, "w").close()
     return 0
 

@@ -167,3 +167,60 @@ def test_kernels_compile_to_the_same_code_with_the_precompiled_header(tmp_path):
         plain = machine_code(tmp_path, source, flags)
         assert machine_code(tmp_path, source, flags, header) == plain, source
         assert machine_code(tmp_path, source, [*flags, "-O0"]) != plain, source
+
+
+def loaded_bytes(library):
+    """What a shared library loads (its allocated sections), less its build id (a hash
+    that covers the debug information too)."""
+    out = library.with_suffix(".bin")
+    subprocess.run(["objcopy", "-O", "binary", "--remove-section", ".note.gnu.build-id",
+                    str(library), str(out)], check=True)
+    return out.read_bytes()
+
+
+def test_kernels_without_markers_compile_straight_to_the_same_code(tmp_path):
+    """Jittor's command for a fused kernel and a code kernel of this process, given to
+    core/kernel_compile.py, builds the library without asm_tuner (which leaves its
+    assembly files beside the source) and with the code asm_tuner makes; control: the
+    comparison tells -O0 code from Jittor's."""
+    x = jt.ones((3, 5))
+    y = jt.code(x.shape, x.dtype, [x], cpu_src="for (int i = 0; i < in0_shape0; i++) "
+                "for (int j = 0; j < in0_shape1; j++) @out(i, j) = @in0(i, j) * 3;")
+    assert ((y * 2 + 1).exp().sum(1)).numpy().tolist() == pytest.approx([5 * math.exp(7)] * 3)
+    jit = Path(jt.flags.cache_path) / "jit"
+    sources = [(p, p.read_text()) for p in sorted(jit.glob("*_op.cc"))]
+    kernels = [next(p for p, text in sources if all(f'#include "{h}"' in text for h in hs)
+                    and "@begin" not in text)
+               for hs in (("fused_op.h", "ops/unary_op.h"), ("ops/code_op.h",))]
+    tuner = str(Path(jt.__file__).parent / "utils" / "asm_tuner.py")
+    # Jittor's flags but the libraries (a kernel library may leave symbols to its loader)
+    flags = [a for a in shlex.split(jt.flags.cc_flags) if not a.startswith(("-l", "-L"))]
+    for i, kernel in enumerate(kernels):
+        libraries = {}
+        for way, command in (("tuner", [sys.executable]), ("direct", LOCKED), ("O0", LOCKED)):
+            folder = tmp_path / f"{i}{way}"
+            folder.mkdir()
+            source = folder / kernel.name
+            source.write_text(kernel.read_text())
+            out = source.with_suffix(".so")
+            extra = ["-O0"] if way == "O0" else []
+            subprocess.run([*command, tuner, "--cc_path=g++", str(source), *flags, *extra,
+                            "-o", str(out)], check=True, timeout=300, cwd=folder)
+            assert (way == "tuner") == source.with_suffix(".post.s").exists(), way
+            libraries[way] = loaded_bytes(out)
+        assert libraries["direct"] == libraries["tuner"], kernel
+        assert libraries["O0"] != libraries["tuner"], kernel
+
+
+def test_a_kernel_with_markers_goes_through_the_compiler_script(tmp_path):
+    """A source with asm_tuner's ``//@begin`` marker is handed to the compiler script;
+    one without is built by g++ itself."""
+    script = tmp_path / "tuner.py"
+    script.write_text("import sys\nopen(sys.argv[-1], 'w').write('script')\n")
+    for name, marker in (("plain", ""), ("marked", '//@begin replace "a" "b"\n//@end\n')):
+        source = tmp_path / f"{name}_op.cc"
+        source.write_text(f"{marker}int f() {{ return 1; }}\n")
+        out = tmp_path / f"{name}_op.so"
+        subprocess.run([*LOCKED, str(script), "--cc_path=g++", str(source), "-shared", "-fPIC",
+                        "-o", str(out)], check=True, timeout=120)
+        assert (out.read_bytes() == b"script") == bool(marker), name
