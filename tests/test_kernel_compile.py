@@ -147,19 +147,25 @@ def machine_code(folder, source, flags, header=None):
     return obj.read_bytes()
 
 
-def test_kernels_compile_to_the_same_code_with_the_precompiled_header(tmp_path):
-    """A fused kernel and a code kernel of this process compile to the same machine code
-    with and without the precompiled header (which g++ reads); control: the comparison
-    tells -O0 code from Jittor's -Ofast code."""
+def fused_and_code_kernels():
+    """The sources of a fused kernel (unary and reduce ops) and a code kernel this process
+    compiled, neither with asm_tuner's markers."""
     x = jt.ones((3, 5))
     y = jt.code(x.shape, x.dtype, [x], cpu_src="for (int i = 0; i < in0_shape0; i++) "
                 "for (int j = 0; j < in0_shape1; j++) @out(i, j) = @in0(i, j) * 3;")
     assert ((y * 2 + 1).exp().sum(1)).numpy().tolist() == pytest.approx([5 * math.exp(7)] * 3)
     jit = Path(jt.flags.cache_path) / "jit"
     sources = [(p, p.read_text()) for p in sorted(jit.glob("*_op.cc"))]
-    kernels = [next(p for p, text in sources if all(f'#include "{h}"' in text for h in hs))
-               for hs in (("fused_op.h", "ops/unary_op.h", "ops/reduce_op.h"),
-                          ("ops/code_op.h",))]
+    return [next(p for p, text in sources
+                 if all(f'#include "{h}"' in text for h in hs) and "@begin" not in text)
+            for hs in (("fused_op.h", "ops/unary_op.h", "ops/reduce_op.h"), ("ops/code_op.h",))]
+
+
+def test_kernels_compile_to_the_same_code_with_the_precompiled_header(tmp_path):
+    """A fused kernel and a code kernel of this process compile to the same machine code
+    with and without the precompiled header (which g++ reads); control: the comparison
+    tells -O0 code from Jittor's -Ofast code."""
+    kernels = fused_and_code_kernels()
     flags = kernel_compile.compile_flags(shlex.split(jt.flags.cc_flags))
     header = kernel_compile.build_header("g++", flags, str(tmp_path / "pch"))
     assert header is not None
@@ -183,15 +189,7 @@ def test_kernels_without_markers_compile_straight_to_the_same_code(tmp_path):
     core/kernel_compile.py, builds the library without asm_tuner (which leaves its
     assembly files beside the source) and with the code asm_tuner makes; control: the
     comparison tells -O0 code from Jittor's."""
-    x = jt.ones((3, 5))
-    y = jt.code(x.shape, x.dtype, [x], cpu_src="for (int i = 0; i < in0_shape0; i++) "
-                "for (int j = 0; j < in0_shape1; j++) @out(i, j) = @in0(i, j) * 3;")
-    assert ((y * 2 + 1).exp().sum(1)).numpy().tolist() == pytest.approx([5 * math.exp(7)] * 3)
-    jit = Path(jt.flags.cache_path) / "jit"
-    sources = [(p, p.read_text()) for p in sorted(jit.glob("*_op.cc"))]
-    kernels = [next(p for p, text in sources if all(f'#include "{h}"' in text for h in hs)
-                    and "@begin" not in text)
-               for hs in (("fused_op.h", "ops/unary_op.h"), ("ops/code_op.h",))]
+    kernels = fused_and_code_kernels()
     tuner = str(Path(jt.__file__).parent / "utils" / "asm_tuner.py")
     # Jittor's flags but the libraries (a kernel library may leave symbols to its loader)
     flags = [a for a in shlex.split(jt.flags.cc_flags) if not a.startswith(("-l", "-L"))]
