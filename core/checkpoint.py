@@ -264,14 +264,17 @@ _JSON_SCALARS = (str, int, float, bool, type(None))
 
 
 def _to_array(v):
-    """ndarray for arrays, NumPy scalars and Jittor Vars; None for anything else."""
+    """ndarray for arrays, NumPy scalars and Jittor Vars; None for anything else. A Var in
+    CPU memory comes as a view of its data, not a copy: a checkpoint is written at once,
+    and a copy of every weight and moment first (200 MB in the demo) cost as much time as
+    the writing itself where new memory is slow to come by (a virtual machine's)."""
     if isinstance(v, np.ndarray):
         return v
     if isinstance(v, np.generic):
         return np.asarray(v)
     jittor = sys.modules.get("jittor")  # a Var exists only once Jittor is imported
     if jittor is not None and isinstance(v, jittor.Var):
-        return np.asarray(v.numpy())
+        return np.asarray(v.numpy() if jittor.flags.use_cuda else v.data)
     return None
 
 

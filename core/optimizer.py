@@ -122,11 +122,13 @@ class Adam(jt.optim.Optimizer):
                 cpu_header=_ADAM_HEADER, cpu_src=_adam_source(len(live)), data=data)
 
     def state_dict(self):
+        """PyTorch's layout, the moments as Vars (as a Module's ``state_dict`` gives its
+        weights): ``save_checkpoint`` writes them without copying them first."""
         state = {}
         for i in range(len(self.params)):
             if self.steps[i]:
-                state[i] = {"step": float(self.steps[i]), "exp_avg": self.exp_avg[i].numpy(),
-                            "exp_avg_sq": self.exp_avg_sq[i].numpy()}
+                state[i] = {"step": float(self.steps[i]), "exp_avg": self.exp_avg[i],
+                            "exp_avg_sq": self.exp_avg_sq[i]}
         group = {"lr": self.param_groups[0].get("lr", self.lr), "betas": list(self.betas),
                  "eps": self.eps, "weight_decay": self.weight_decay, "amsgrad": False,
                  "params": list(range(len(self.params)))}
