@@ -104,6 +104,29 @@ def test_the_compiler_script_gets_jittor_utils_without_importing_it(tmp_path):
     assert out.read_text() == "(True, True)"
 
 
+def _compilers_at_once(cpus, setting=None):
+    """Jittor's number of parallel kernel compiles in a process pinned to ``cpus`` CPUs,
+    ``use_parallel_op_compiler`` set to ``setting`` in its environment or unset."""
+    env = {k: v for k, v in os.environ.items() if k != "use_parallel_op_compiler"}
+    if setting is not None:
+        env["use_parallel_op_compiler"] = setting
+    code = ("import sys; sys.path.insert(0, %r); from core.jittor_setup import jt; "
+            "print(jt.flags.use_parallel_op_compiler)" % str(ROOT))
+    pinned = sorted(os.sched_getaffinity(0))[:cpus]
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, text=True,
+                          capture_output=True, timeout=300,
+                          preexec_fn=lambda: os.sched_setaffinity(0, pinned))
+    assert proc.returncode == 0, proc.stderr
+    return int(proc.stdout.split()[-1])
+
+
+def test_jittor_runs_no_more_compiles_at_once_than_the_process_has_cpus():
+    """Pinned to one CPU, a process compiles one kernel at a time (Jittor's default is 16,
+    capped by memory: 8 on a 24 GB machine); a number the user set is kept."""
+    assert _compilers_at_once(1) == 1
+    assert _compilers_at_once(1, setting="3") == 3
+
+
 def test_jittor_compiles_its_kernels_through_the_lock():
     """A kernel new to the cache (its source carries a number no other run has) is compiled
     by a fresh process through core/kernel_compile.py: its lock file stands beside it, and
