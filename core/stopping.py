@@ -40,10 +40,13 @@ import multiprocessing
 import os
 import signal
 import sys
+import threading
+import time
 
 _SIGNALS = (signal.SIGINT, signal.SIGTERM)
 _state = {"pid": None, "stopping": False, "on_signal": None, "deferring": False,
-          "pending": None, "unraisablehook": None, "lost": None, "signum": None}
+          "pending": None, "unraisablehook": None, "lost": None, "signum": None,
+          "exiting": False}
 
 
 class Interrupted(KeyboardInterrupt):
@@ -72,9 +75,20 @@ def exit_now(status):
             pass
     if hasattr(signal, "SIGCHLD"):
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)  # not Jittor's "quick exit"
+    # A pool replaces the workers it finds dead from a thread of its own; one started after
+    # the kills would outlive the process, stuck, holding its output open (a pipe read by
+    # make or tee then never ends). From here on no worker starts (_before_fork), and one
+    # whose start was under way joins the list within moments: a second round kills it.
+    _state["exiting"] = True
+    _kill_workers()
+    time.sleep(0.05)
+    _kill_workers()
+    os._exit(status)
+
+
+def _kill_workers():
     for child in multiprocessing.active_children():
         child.kill()
-    os._exit(status)
 
 
 def _handler(signum, frame):
@@ -124,13 +138,20 @@ def underway():
     return Interrupted(_state["signum"])
 
 
+def _before_fork():
+    """Once the process is ending (``exit_now``), a thread about to fork a worker waits for
+    the end instead."""
+    if _state["exiting"]:
+        threading.Event().wait()
+
+
 def _in_forked_child():
     if _state["pid"] is not None and os.getpid() != _state["pid"]:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
-os.register_at_fork(after_in_child=_in_forked_child)
+os.register_at_fork(before=_before_fork, after_in_child=_in_forked_child)
 
 
 @contextlib.contextmanager
