@@ -24,6 +24,14 @@ import sys
 _MPI_LAUNCHER_VARIABLES = ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_RANK")
 
 
+def usable_cpus():
+    """The CPUs this process may run on: its affinity (taskset, a batch scheduler's share),
+    not all the machine's."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
 def launched_by_mpirun():
     return any(k in os.environ for k in _MPI_LAUNCHER_VARIABLES)
 

@@ -29,6 +29,7 @@ import os
 import sys
 
 from core import jittor_cuda
+from core.entry import usable_cpus
 from core.jittor_cuda import cuda_device_count
 
 
@@ -43,21 +44,13 @@ def _configure_environment():
     # Jittor runs up to 16 kernel compiles at once (fewer with less RAM); more compilers
     # than CPUs only share them: on 2 cores the demo's first epoch, which compiles 129
     # kernels, took 1.5-7 s longer with 8 than with 2 in 4 of 5 pairs (~55 s in all)
-    os.environ.setdefault("use_parallel_op_compiler", str(_usable_cpus()))
+    os.environ.setdefault("use_parallel_op_compiler", str(usable_cpus()))
     devices = 0 if cpu_requested() else cuda_device_count()
     if cpu_requested() or (devices == 0 and not _compile_only()):
         os.environ["nvcc_path"] = ""
         os.environ["VAANET_NO_CUDA"] = "1"
     else:
         jittor_cuda.prepare(devices)
-
-
-def _usable_cpus():
-    """The CPUs this process may run on (its affinity, e.g. under taskset or a batch
-    scheduler), not all the machine's."""
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
 
 
 def _compile_only():

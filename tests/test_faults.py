@@ -449,7 +449,7 @@ def test_an_ending_process_leaves_no_worker_a_pool_starts_meanwhile():
         proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True, start_new_session=True)
         try:
-            out, err = proc.communicate(timeout=30)
+            _, err = proc.communicate(timeout=30)
         finally:
             subprocess.run(["pkill", "-KILL", "-g", str(proc.pid)])
         assert (proc.returncode, err) == (143, "")

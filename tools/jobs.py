@@ -10,13 +10,13 @@ pool (each job mostly waits on ffmpeg), and a job that fails becomes a ``failed`
 while the others carry on. The ffmpeg work itself is ``datasets.media``.
 """
 import argparse
-import os
 import sys
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Dict, Iterable, List, Optional, Sequence
 
+from core.entry import usable_cpus
 from datasets.media import (MediaError, add_ffmpeg_option, find_ffmpeg, find_videos,
                             remove_partials)
 
@@ -64,16 +64,9 @@ def tool_parser(description: str) -> argparse.ArgumentParser:
                                    formatter_class=argparse.ArgumentDefaultsHelpFormatter)
 
 
-def default_workers() -> int:
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:
-        return max(1, os.cpu_count() or 1)
-
-
 def add_common_args(parser, ffmpeg: bool = True) -> None:
     """``--workers``, ``--no_progress`` and (if ``ffmpeg``) ``--ffmpeg`` options of the scripts."""
-    parser.add_argument("--workers", type=int, default=default_workers(),
+    parser.add_argument("--workers", type=int, default=usable_cpus(),
                         help="parallel jobs (default: number of cores, %(default)s here)")
     if ffmpeg:
         add_ffmpeg_option(parser)
